@@ -1,0 +1,65 @@
+package v1alpha1
+
+// Condition types of a MultiArchBuild.
+const (
+	// ConditionReady is True when the current generation was built and pushed.
+	// It is the summary that kubectl wait, Argo CD and OLM read.
+	ConditionReady = "Ready"
+	// ConditionPipelinesAvailable is True when Tekton's CRDs are served and its
+	// feature flags allow the generated pipeline.
+	ConditionPipelinesAvailable = "PipelinesAvailable"
+	// ConditionStorageReady is True when the workspace PVC is Bound (or waits
+	// for its first consumer).
+	ConditionStorageReady = "StorageReady"
+	// ConditionCapacityReady is True when every requested platform has a
+	// schedulable Ready node.
+	ConditionCapacityReady = "CapacityReady"
+	// ConditionSucceeded mirrors the latest PipelineRun: Unknown while it runs,
+	// True when pushed, False with Tekton's reason and the failing task.
+	ConditionSucceeded = "Succeeded"
+)
+
+// Condition reasons. CamelCase, stable: users and tools match on them.
+const (
+	// Ready
+	ReasonBuilt             = "Built"
+	ReasonBuilding          = "Building"
+	ReasonBuildFailed       = "BuildFailed"
+	ReasonWaitingForPrereqs = "WaitingForPrerequisites"
+
+	// PipelinesAvailable
+	ReasonTektonAvailable        = "TektonAvailable"
+	ReasonTektonNotInstalled     = "TektonNotInstalled"
+	ReasonAffinityAssistantPins  = "AffinityAssistantPinsRun"
+	ReasonInlineSpecDisabled     = "InlineSpecDisabled"
+	ReasonFeatureFlagsUnreadable = "FeatureFlagsUnreadable"
+
+	// StorageReady
+	ReasonVolumeBound             = "VolumeBound"
+	ReasonWaitingForFirstConsumer = "WaitingForFirstConsumer"
+	ReasonVolumePending           = "VolumePending"
+	ReasonStorageClassNotFound    = "StorageClassNotFound"
+	ReasonVolumeLost              = "VolumeLost"
+
+	// CapacityReady
+	ReasonNodesAvailable        = "NodesAvailable"
+	ReasonProvisioningNodes     = "ProvisioningNodes"
+	ReasonNoNodes               = "NoNodes"
+	ReasonMachineAPIUnavailable = "MachineAPIUnavailable"
+	ReasonUnsupportedPlatform   = "UnsupportedPlatform"
+	ReasonNoTemplateMachineSet  = "NoTemplateMachineSet"
+	ReasonBootImageNotFound     = "BootImageNotFound"
+	ReasonUnsupportedArch       = "UnsupportedArchitecture"
+	ReasonMachineSetConflict    = "MachineSetConflict"
+
+	// Succeeded
+	ReasonRunPending      = "RunPending"
+	ReasonRunRunning      = "Running"
+	ReasonRunSucceeded    = "Succeeded"
+	ReasonRunFailed       = "Failed"
+	ReasonRunTimeout      = "PipelineRunTimeout"
+	ReasonRunCancelled    = "Cancelled"
+	ReasonRunDeleted      = "PipelineRunDeleted"
+	ReasonRunCreateFailed = "PipelineRunCreateFailed"
+	ReasonInvalidSpec     = "InvalidSpec"
+)

@@ -1,0 +1,443 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// RebuildAnnotation, set to any new value, starts a fresh run of the same
+// generation: kubectl annotate --overwrite mab/NAME build.multiarch.io/rebuild=$(date +%s)
+const RebuildAnnotation = "build.multiarch.io/rebuild"
+
+// StrategyType names how the sources become an image.
+// +kubebuilder:validation:Enum=Containerfile;NodeJS;Maven
+type StrategyType string
+
+const (
+	// StrategyContainerfile builds every architecture from the same clone with buildah.
+	StrategyContainerfile StrategyType = "Containerfile"
+	// StrategyNodeJS installs dependencies once per architecture, on that
+	// architecture's node, in an arch-private copy of the sources.
+	StrategyNodeJS StrategyType = "NodeJS"
+	// StrategyMaven runs Maven once (the JVM bytecode is arch-neutral), then
+	// packages one image per architecture.
+	StrategyMaven StrategyType = "Maven"
+)
+
+// Platform is an OS/architecture pair the image is built for.
+// +kubebuilder:validation:Enum=linux/amd64;linux/arm64;linux/ppc64le;linux/s390x
+type Platform string
+
+// The platforms the operator can build for.
+const (
+	PlatformLinuxAMD64   Platform = "linux/amd64"
+	PlatformLinuxARM64   Platform = "linux/arm64"
+	PlatformLinuxPPC64LE Platform = "linux/ppc64le"
+	PlatformLinuxS390X   Platform = "linux/s390x"
+)
+
+// Arch returns the architecture part of the platform ("arm64" for "linux/arm64"),
+// the value of the node label kubernetes.io/arch.
+func (p Platform) Arch() string {
+	s := string(p)
+	for i := 0; i < len(s); i++ {
+		if s[i] == '/' {
+			return s[i+1:]
+		}
+	}
+	return s
+}
+
+// CapacityPolicy says whether the operator may create and scale MachineSets.
+// +kubebuilder:validation:Enum=Managed;Unmanaged
+type CapacityPolicy string
+
+const (
+	// CapacityManaged lets the operator create and scale OpenShift MachineSets
+	// so that every requested architecture has a node.
+	CapacityManaged CapacityPolicy = "Managed"
+	// CapacityUnmanaged only reports whether nodes exist; it never writes a MachineSet.
+	CapacityUnmanaged CapacityPolicy = "Unmanaged"
+)
+
+// MultiArchBuildSpec is what the user asks for: a source, how to build it,
+// the platforms and where to push the manifest list.
+type MultiArchBuildSpec struct {
+	// source is the Git repository to build.
+	// +required
+	Source SourceSpec `json:"source"`
+
+	// strategy says how the sources become an image: Containerfile, NodeJS or Maven.
+	// +kubebuilder:default={}
+	// +optional
+	Strategy StrategySpec `json:"strategy,omitempty"`
+
+	// platforms are the OS/architecture pairs to build natively, one node of each
+	// architecture. Allowed: linux/amd64, linux/arm64, linux/ppc64le, linux/s390x;
+	// each at most once; 1 to 4 entries.
+	// +kubebuilder:default={"linux/amd64","linux/arm64"}
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=4
+	// +listType=set
+	// +optional
+	Platforms []Platform `json:"platforms,omitempty"`
+
+	// output is the image repository the manifest list is pushed to.
+	// +required
+	Output OutputSpec `json:"output"`
+
+	// workspace is the ReadWriteMany volume the per-architecture tasks share
+	// (sources, per-arch OCI archives, npm and Maven caches).
+	// +kubebuilder:default={}
+	// +optional
+	Workspace WorkspaceSpec `json:"workspace,omitempty"`
+
+	// capacity says whether the operator may create or scale OpenShift MachineSets
+	// so that nodes of every requested architecture exist.
+	// +kubebuilder:default={}
+	// +optional
+	Capacity CapacitySpec `json:"capacity,omitempty"`
+
+	// builderImage overrides the operator's buildah image for this build. The
+	// image must be multi-arch: it runs on a node of every requested architecture.
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:XValidation:rule="self == '' || self.matches('^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+(([._]|__|[-]+)[a-z0-9]+)*)+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$')",message="spec.builderImage must be an image reference registry/repository[:tag][@sha256:digest]"
+	// +optional
+	BuilderImage string `json:"builderImage,omitempty"`
+
+	// serviceAccountName is the ServiceAccount the build pods run as. Empty
+	// means the operator-managed "multiarch-builder".
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self == '' || self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="spec.serviceAccountName must be a ServiceAccount name: lowercase letters, digits, '-' and '.'"
+	// +optional
+	ServiceAccountName string `json:"serviceAccountName,omitempty"`
+
+	// timeout bounds the whole PipelineRun, as a Go duration such as 30m or 1h.
+	// +kubebuilder:default="1h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s')",message="spec.timeout must be a positive duration such as 30m, 1h or 1h30m"
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+
+	// runHistoryLimit is how many finished PipelineRuns are kept (0-20).
+	// +kubebuilder:default=3
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=20
+	// +optional
+	RunHistoryLimit *int32 `json:"runHistoryLimit,omitempty"`
+}
+
+// SourceSpec is where the sources come from.
+type SourceSpec struct {
+	// git is the repository to clone.
+	// +required
+	Git GitSource `json:"git"`
+
+	// contextDir is the directory inside the repository that holds the sources
+	// to build, relative to the repository root, without "..".
+	// +kubebuilder:default="."
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('/')",message="spec.source.contextDir must be relative to the repository root, not absolute"
+	// +kubebuilder:validation:XValidation:rule="self != '..' && !self.startsWith('../') && !self.endsWith('/..') && !self.contains('/../')",message="spec.source.contextDir must stay inside the repository: '..' is not allowed"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9._@+/-]*$')",message="spec.source.contextDir may contain only letters, digits and . _ @ + - /"
+	// +optional
+	ContextDir string `json:"contextDir,omitempty"`
+}
+
+// GitSource is a Git repository and revision.
+type GitSource struct {
+	// url of the repository: https://, http://, ssh://, git:// or scp-like user@host:path.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(https?|ssh|git)://[^[:space:]/@]+(@[^[:space:]/@]+)?(/[^[:space:]]*)?$') || self.matches('^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^[:space:]]+$')",message="spec.source.git.url must be an https://, http://, ssh:// or git:// URL, or scp-like user@host:path, without spaces"
+	URL string `json:"url"`
+
+	// revision is the branch, tag or commit SHA to build.
+	// +kubebuilder:default="main"
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9_][A-Za-z0-9._/+-]*$') && !self.contains('..') && !self.endsWith('.lock') && !self.endsWith('/')",message="spec.source.git.revision must be a branch, tag or commit SHA: letters, digits and . _ / + -, not starting with '-' and without '..'"
+	// +optional
+	Revision string `json:"revision,omitempty"`
+
+	// secretRef names a Secret in the build's namespace with Git credentials
+	// (kubernetes.io/basic-auth or kubernetes.io/ssh-auth) for a private repository.
+	// +optional
+	SecretRef *corev1.LocalObjectReference `json:"secretRef,omitempty"`
+}
+
+// StrategySpec says how sources become an image.
+// +kubebuilder:validation:XValidation:rule="!has(self.nodejs) || self.type == 'NodeJS'",message="spec.strategy.nodejs is only allowed when spec.strategy.type is NodeJS",fieldPath=".nodejs"
+// +kubebuilder:validation:XValidation:rule="!has(self.maven) || self.type == 'Maven'",message="spec.strategy.maven is only allowed when spec.strategy.type is Maven",fieldPath=".maven"
+type StrategySpec struct {
+	// type is Containerfile, NodeJS or Maven.
+	// +kubebuilder:default=Containerfile
+	// +optional
+	Type StrategyType `json:"type,omitempty"`
+
+	// containerfile is the path of the Containerfile (or Dockerfile), relative to
+	// contextDir, without "..".
+	// +kubebuilder:default=Containerfile
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('/')",message="spec.strategy.containerfile must be relative to contextDir, not absolute"
+	// +kubebuilder:validation:XValidation:rule="self != '..' && !self.startsWith('../') && !self.endsWith('/..') && !self.contains('/../')",message="spec.strategy.containerfile must stay inside contextDir: '..' is not allowed"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9._@+/-]+$')",message="spec.strategy.containerfile may contain only letters, digits and . _ @ + - /"
+	// +optional
+	Containerfile string `json:"containerfile,omitempty"`
+
+	// buildArgs become --build-arg NAME=VALUE for every architecture.
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	BuildArgs []BuildArg `json:"buildArgs,omitempty"`
+
+	// nodejs configures the NodeJS strategy; only allowed with type NodeJS.
+	// +optional
+	NodeJS *NodeJSStrategy `json:"nodejs,omitempty"`
+
+	// maven configures the Maven strategy; only allowed with type Maven.
+	// +optional
+	Maven *MavenStrategy `json:"maven,omitempty"`
+}
+
+// BuildArg is one --build-arg NAME=VALUE.
+type BuildArg struct {
+	// name of the build argument, as referenced by ARG in the Containerfile.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z_][A-Za-z0-9_]*$')",message="spec.strategy.buildArgs[].name must be a variable name: letters, digits and _, not starting with a digit"
+	Name string `json:"name"`
+
+	// value of the build argument. Passed to buildah as an argument, never
+	// through a shell.
+	// +kubebuilder:validation:MaxLength=4096
+	// +optional
+	Value string `json:"value,omitempty"`
+}
+
+// NodeJSStrategy configures the per-architecture dependency install.
+type NodeJSStrategy struct {
+	// image runs the install step; it must be multi-arch and ship node and npm.
+	// +kubebuilder:default="registry.access.redhat.com/ubi9/nodejs-20"
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+(([._]|__|[-]+)[a-z0-9]+)*)+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$')",message="spec.strategy.nodejs.image must be an image reference registry/repository[:tag][@sha256:digest]"
+	// +optional
+	Image string `json:"image,omitempty"`
+
+	// installCommand installs the dependencies. Default: "npm ci" when
+	// package-lock.json exists, else "npm install". It is split on spaces and
+	// run as a plain argument list, not by a shell.
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9_./:=@+,%-]+( [A-Za-z0-9_./:=@+,%-]+)*$')",message="spec.strategy.nodejs.installCommand is run as a plain argument list, not by a shell: words of letters, digits and _ . / : = @ + , % - separated by single spaces; shell operators such as ; & | $ > and quotes are not allowed"
+	// +optional
+	InstallCommand string `json:"installCommand,omitempty"`
+}
+
+// MavenStrategy configures the single Maven build.
+type MavenStrategy struct {
+	// image runs Maven; it must be multi-arch and ship mvn.
+	// +kubebuilder:default="registry.access.redhat.com/ubi9/openjdk-21"
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+(([._]|__|[-]+)[a-z0-9]+)*)+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$')",message="spec.strategy.maven.image must be an image reference registry/repository[:tag][@sha256:digest]"
+	// +optional
+	Image string `json:"image,omitempty"`
+
+	// goals are the Maven arguments, each passed as one argument to mvn.
+	// +kubebuilder:default={"package","-DskipTests"}
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule="self.all(g, g.matches('^[A-Za-z0-9_:.=/,+@-]+$'))",message="spec.strategy.maven.goals entries may contain only letters, digits and _ : . = / , + @ -; shell metacharacters and spaces are not allowed"
+	// +optional
+	Goals []string `json:"goals,omitempty"`
+
+	// settingsSecretRef names a Secret with a settings.xml key for Maven.
+	// +optional
+	SettingsSecretRef *corev1.LocalObjectReference `json:"settingsSecretRef,omitempty"`
+}
+
+// OutputSpec is where the manifest list goes.
+type OutputSpec struct {
+	// image is registry/repository[:tag]; the tag defaults to latest. A digest
+	// is not allowed: the pushed digest is reported in status.digest.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:XValidation:rule="!self.contains('@')",message="spec.output.image must not carry a digest (@sha256:...): give registry/repository[:tag]; the pushed digest is reported in status.digest"
+	// +kubebuilder:validation:XValidation:rule="self.contains('@') || self.matches('^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+(([._]|__|[-]+)[a-z0-9]+)*)+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$')",message="spec.output.image must be a lowercase image reference registry/repository[:tag], for example quay.io/team/app:1.0"
+	Image string `json:"image"`
+
+	// pushSecretRef names a kubernetes.io/dockerconfigjson or kubernetes.io/dockercfg
+	// Secret with the registry credentials used to push.
+	// +optional
+	PushSecretRef *corev1.LocalObjectReference `json:"pushSecretRef,omitempty"`
+}
+
+// WorkspaceSpec is the shared ReadWriteMany volume.
+type WorkspaceSpec struct {
+	// storageClassName must provide ReadWriteMany volumes (for example EFS).
+	// +kubebuilder:default="efs-csi"
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="spec.workspace.storageClassName must be a StorageClass name: lowercase letters, digits, '-' and '.'"
+	// +optional
+	StorageClassName string `json:"storageClassName,omitempty"`
+
+	// size of the volume, for example 10Gi.
+	// +kubebuilder:default="10Gi"
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).isGreaterThan(quantity('0'))",message="spec.workspace.size must be a positive quantity such as 10Gi"
+	// +optional
+	Size *resource.Quantity `json:"size,omitempty"`
+}
+
+// CapacitySpec is how nodes of every architecture come to exist.
+type CapacitySpec struct {
+	// policy Managed lets the operator create and scale OpenShift MachineSets;
+	// Unmanaged only reports whether nodes exist.
+	// +kubebuilder:default=Managed
+	// +optional
+	Policy CapacityPolicy `json:"policy,omitempty"`
+
+	// instanceTypes overrides the operator's default instance type per
+	// architecture (keys amd64, arm64, ppc64le, s390x), for example {arm64: m6g.2xlarge}.
+	// +kubebuilder:validation:MaxProperties=4
+	// +kubebuilder:validation:XValidation:rule="self.all(k, k in ['amd64', 'arm64', 'ppc64le', 's390x'])",message="spec.capacity.instanceTypes keys must be architectures: amd64, arm64, ppc64le or s390x"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, self[k].matches('^[a-z0-9-]+[.][a-z0-9-]+$'))",message="spec.capacity.instanceTypes values must be instance types such as m6g.2xlarge"
+	// +optional
+	InstanceTypes map[string]string `json:"instanceTypes,omitempty"`
+}
+
+// Phase summarises where the build is.
+// +kubebuilder:validation:Enum=Pending;Provisioning;Building;Succeeded;Failed
+type Phase string
+
+// The phases of a MultiArchBuild.
+const (
+	PhasePending      Phase = "Pending"
+	PhaseProvisioning Phase = "Provisioning"
+	PhaseBuilding     Phase = "Building"
+	PhaseSucceeded    Phase = "Succeeded"
+	PhaseFailed       Phase = "Failed"
+)
+
+// PlatformState is the state of one architecture's build.
+// +kubebuilder:validation:Enum=Waiting;Building;Built;Failed
+type PlatformState string
+
+// The states of one platform's build.
+const (
+	PlatformWaiting  PlatformState = "Waiting"
+	PlatformBuilding PlatformState = "Building"
+	PlatformBuilt    PlatformState = "Built"
+	PlatformFailed   PlatformState = "Failed"
+)
+
+// MultiArchBuildStatus is what the operator observed.
+type MultiArchBuildStatus struct {
+	// observedGeneration is the spec generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// phase summarises the build: Pending, Provisioning, Building, Succeeded or Failed.
+	// +optional
+	Phase Phase `json:"phase,omitempty"`
+
+	// conditions: Ready, PipelinesAvailable, StorageReady, CapacityReady, Succeeded.
+	// +listType=map
+	// +listMapKey=type
+	// +patchStrategy=merge
+	// +patchMergeKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
+
+	// latestRun is the PipelineRun of the latest build.
+	// +optional
+	LatestRun *RunReference `json:"latestRun,omitempty"`
+
+	// platforms reports the build of each requested platform.
+	// +listType=map
+	// +listMapKey=platform
+	// +optional
+	Platforms []PlatformStatus `json:"platforms,omitempty"`
+
+	// revision is the Git commit that was built.
+	// +optional
+	Revision string `json:"revision,omitempty"`
+
+	// digest is the digest of the pushed manifest list (OCI index).
+	// +optional
+	Digest string `json:"digest,omitempty"`
+
+	// image is the pushed manifest list by digest: repository@sha256:...
+	// +optional
+	Image string `json:"image,omitempty"`
+}
+
+// RunReference points at one PipelineRun.
+type RunReference struct {
+	// name of the PipelineRun.
+	Name string `json:"name"`
+	// generation of the spec the run builds.
+	Generation int64 `json:"generation"`
+	// startTime of the run.
+	// +optional
+	StartTime *metav1.Time `json:"startTime,omitempty"`
+	// completionTime of the run.
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+}
+
+// PlatformStatus is the build of one platform.
+type PlatformStatus struct {
+	// platform, for example linux/arm64.
+	Platform Platform `json:"platform"`
+	// state is Waiting, Building, Built or Failed.
+	State PlatformState `json:"state"`
+	// digest of the per-architecture image manifest.
+	// +optional
+	Digest string `json:"digest,omitempty"`
+	// nodeName is the node the architecture was built on.
+	// +optional
+	NodeName string `json:"nodeName,omitempty"`
+	// message explains a Waiting or Failed state.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// MultiArchBuild builds a container image natively on a node of every requested
+// CPU architecture and pushes one manifest list.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=mab,categories=all
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Image",type=string,JSONPath=`.spec.output.image`
+// +kubebuilder:printcolumn:name="Digest",type=string,JSONPath=`.status.digest`
+// +kubebuilder:printcolumn:name="Platforms",type=string,JSONPath=`.spec.platforms`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type MultiArchBuild struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec is the build the user asks for.
+	// +required
+	Spec MultiArchBuildSpec `json:"spec"`
+
+	// status is what the operator observed.
+	// +optional
+	Status MultiArchBuildStatus `json:"status,omitempty"`
+}
+
+// MultiArchBuildList is a list of MultiArchBuilds.
+// +kubebuilder:object:root=true
+type MultiArchBuildList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []MultiArchBuild `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&MultiArchBuild{}, &MultiArchBuildList{})
+}

@@ -1,0 +1,203 @@
+// Package settings holds the operator-level configuration: the defaults that a
+// MultiArchBuild does not carry itself (images, instance types, tolerations,
+// MachineSet scaling). Every field is a command-line flag of the manager.
+package settings
+
+import (
+	"flag"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Settings is the operator's configuration. The zero value is not useful; start
+// from Default().
+type Settings struct {
+	// BuilderImage runs buildah (build and push tasks). Must be multi-arch.
+	BuilderImage string
+	// GitImage runs the clone task (needs bash and git). Must be multi-arch.
+	GitImage string
+	// NodeJSImage is the default image of the NodeJS install step.
+	NodeJSImage string
+	// MavenImage is the default image of the Maven step.
+	MavenImage string
+	// ServiceAccountName is the ServiceAccount build pods run as when the spec
+	// names none; the operator creates it in the build's namespace when absent.
+	ServiceAccountName string
+
+	// InstanceTypes is the default cloud instance type per architecture
+	// (kubernetes.io/arch value) for MachineSets the operator creates.
+	InstanceTypes map[string]string
+	// Tolerations are added to the build pods of an architecture, and a node
+	// taint they tolerate does not make the node unusable.
+	Tolerations map[string][]corev1.Toleration
+	// MachineSetZones are the availability zones MachineSets are created in;
+	// empty means the zone of the template MachineSet.
+	MachineSetZones []string
+	// MachineSetReplicas is the replica count of a managed MachineSet while a
+	// build needs its architecture.
+	MachineSetReplicas int32
+	// MachineSetIdleTimeout is how long a managed MachineSet stays scaled up
+	// with no build needing it.
+	MachineSetIdleTimeout time.Duration
+	// MachineAPINamespace holds the MachineSets.
+	MachineAPINamespace string
+
+	// TektonNamespace holds Tekton's feature-flags ConfigMap; empty means try
+	// openshift-pipelines, then tekton-pipelines.
+	TektonNamespace string
+}
+
+// Default returns the settings the operator starts with.
+func Default() Settings {
+	return Settings{
+		BuilderImage:       "quay.io/buildah/stable:v1.41",
+		GitImage:           "registry.redhat.io/openshift-pipelines/pipelines-git-init-rhel9:v1.17",
+		NodeJSImage:        "registry.access.redhat.com/ubi9/nodejs-20",
+		MavenImage:         "registry.access.redhat.com/ubi9/openjdk-21",
+		ServiceAccountName: "multiarch-builder",
+		InstanceTypes: map[string]string{
+			"amd64": "m5a.2xlarge",
+			"arm64": "m6g.2xlarge",
+		},
+		Tolerations:           map[string][]corev1.Toleration{},
+		MachineSetReplicas:    1,
+		MachineSetIdleTimeout: 30 * time.Minute,
+		MachineAPINamespace:   "openshift-machine-api",
+	}
+}
+
+// BindFlags registers every setting as a flag on fs, with s's values as defaults.
+func (s *Settings) BindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&s.BuilderImage, "builder-image", s.BuilderImage,
+		"Default buildah image of the build and push tasks (multi-arch). A MultiArchBuild's spec.builderImage overrides it.")
+	fs.StringVar(&s.GitImage, "git-image", s.GitImage,
+		"Image of the clone task; needs bash and git (multi-arch).")
+	fs.StringVar(&s.NodeJSImage, "nodejs-image", s.NodeJSImage,
+		"Default image of the NodeJS install step when spec.strategy.nodejs.image is empty.")
+	fs.StringVar(&s.MavenImage, "maven-image", s.MavenImage,
+		"Default image of the Maven step when spec.strategy.maven.image is empty.")
+	fs.StringVar(&s.ServiceAccountName, "builder-service-account", s.ServiceAccountName,
+		"ServiceAccount build pods run as when spec.serviceAccountName is empty; created in the build's namespace when absent.")
+	fs.Var(mapFlag{s.InstanceTypes}, "instance-type",
+		"Default instance type of MachineSets created for an architecture, as ARCH=TYPE; repeatable (defaults: amd64=m5a.2xlarge, arm64=m6g.2xlarge).")
+	fs.Var(tolerationFlag{s.Tolerations}, "arch-toleration",
+		"Toleration added to the build pods of an architecture, as ARCH:KEY[=VALUE][:EFFECT]; repeatable. Example: arm64:arch=arm64:NoSchedule.")
+	fs.Var(listFlag{&s.MachineSetZones}, "machineset-zones",
+		"Comma-separated availability zones to create build MachineSets in (default: the zone of the template worker MachineSet).")
+	fs.Func("machineset-replicas", fmt.Sprintf("Replicas of a managed MachineSet while builds need its architecture (default %d).", s.MachineSetReplicas), func(v string) error {
+		var n int32
+		if _, err := fmt.Sscan(v, &n); err != nil || n < 1 || n > 10 {
+			return fmt.Errorf("must be a whole number from 1 to 10, got %q", v)
+		}
+		s.MachineSetReplicas = n
+		return nil
+	})
+	fs.DurationVar(&s.MachineSetIdleTimeout, "machineset-idle-timeout", s.MachineSetIdleTimeout,
+		"How long a MachineSet the operator manages stays scaled up with no build needing its architecture, before it goes back to 0.")
+	fs.StringVar(&s.MachineAPINamespace, "machine-api-namespace", s.MachineAPINamespace,
+		"Namespace of the OpenShift MachineSets.")
+	fs.StringVar(&s.TektonNamespace, "tekton-namespace", s.TektonNamespace,
+		"Namespace of Tekton's feature-flags ConfigMap (default: openshift-pipelines, then tekton-pipelines).")
+}
+
+// Validate reports the first setting that cannot work.
+func (s *Settings) Validate() error {
+	for name, v := range map[string]string{"--builder-image": s.BuilderImage, "--git-image": s.GitImage,
+		"--nodejs-image": s.NodeJSImage, "--maven-image": s.MavenImage, "--builder-service-account": s.ServiceAccountName} {
+		if strings.TrimSpace(v) == "" {
+			return fmt.Errorf("%s must not be empty", name)
+		}
+	}
+	if s.MachineSetIdleTimeout <= 0 {
+		return fmt.Errorf("--machineset-idle-timeout must be positive, got %s", s.MachineSetIdleTimeout)
+	}
+	return nil
+}
+
+// InstanceTypeFor returns the instance type for arch, the spec override first.
+func (s *Settings) InstanceTypeFor(arch string, override map[string]string) string {
+	if t := override[arch]; t != "" {
+		return t
+	}
+	return s.InstanceTypes[arch]
+}
+
+type mapFlag struct{ m map[string]string }
+
+func (f mapFlag) String() string {
+	if f.m == nil {
+		return ""
+	}
+	keys := make([]string, 0, len(f.m))
+	for k := range f.m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, k+"="+f.m[k])
+	}
+	return strings.Join(parts, ",")
+}
+
+func (f mapFlag) Set(v string) error {
+	for _, kv := range strings.Split(v, ",") {
+		k, val, ok := strings.Cut(kv, "=")
+		if !ok || k == "" || val == "" {
+			return fmt.Errorf("want ARCH=TYPE, got %q", kv)
+		}
+		f.m[k] = val
+	}
+	return nil
+}
+
+type listFlag struct{ l *[]string }
+
+func (f listFlag) String() string {
+	if f.l == nil {
+		return ""
+	}
+	return strings.Join(*f.l, ",")
+}
+
+func (f listFlag) Set(v string) error {
+	*f.l = nil
+	for _, z := range strings.Split(v, ",") {
+		if z = strings.TrimSpace(z); z != "" {
+			*f.l = append(*f.l, z)
+		}
+	}
+	return nil
+}
+
+type tolerationFlag struct{ m map[string][]corev1.Toleration }
+
+func (f tolerationFlag) String() string { return "" }
+
+// Set parses ARCH:KEY[=VALUE][:EFFECT].
+func (f tolerationFlag) Set(v string) error {
+	parts := strings.Split(v, ":")
+	if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
+		return fmt.Errorf("want ARCH:KEY[=VALUE][:EFFECT], got %q", v)
+	}
+	t := corev1.Toleration{Operator: corev1.TolerationOpExists}
+	key, val, hasVal := strings.Cut(parts[1], "=")
+	t.Key = key
+	if hasVal {
+		t.Operator, t.Value = corev1.TolerationOpEqual, val
+	}
+	if len(parts) == 3 {
+		switch e := corev1.TaintEffect(parts[2]); e {
+		case corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule, corev1.TaintEffectNoExecute:
+			t.Effect = e
+		default:
+			return fmt.Errorf("effect must be NoSchedule, PreferNoSchedule or NoExecute, got %q", parts[2])
+		}
+	}
+	f.m[parts[0]] = append(f.m[parts[0]], t)
+	return nil
+}
