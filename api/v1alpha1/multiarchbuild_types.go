@@ -152,6 +152,7 @@ type GitSource struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="self.matches('^(https?|ssh|git)://[^[:space:]/@]+(@[^[:space:]/@]+)?(/[^[:space:]]*)?$') || self.matches('^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^[:space:]]+$')",message="spec.source.git.url must be an https://, http://, ssh:// or git:// URL, or scp-like user@host:path, without spaces"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[][A-Za-z0-9._~:/?#@!&()*+,=%-]+$')",message="spec.source.git.url may contain only URL characters (letters, digits and - . _ ~ : / ? # [ ] @ ! & ( ) * + , = %); spaces, quotes and shell characters such as $ ; | < > are not allowed"
 	URL string `json:"url"`
 
 	// revision is the branch, tag or commit SHA to build.

