@@ -50,6 +50,10 @@ envtest-bins: ## Build kube-apiserver and etcd from the Go module proxy into bin
 test: manifests generate fmt vet envtest-bins ## Run unit and envtest tests against a real kube-apiserver.
 	KUBEBUILDER_ASSETS=$(LOCALBIN) go test ./... -count=1
 
+.PHONY: test-all
+test-all: ## The one test command: install what a fresh Debian machine needs, then run every tier (unit, envtest, real builds, e2e).
+	hack/test-all.sh
+
 .PHONY: verify
 verify: manifests generate ## Fail when generated files are out of date.
 	git diff --exit-code -- api config
@@ -111,3 +115,8 @@ controller-gen: $(LOCALBIN) ## Install controller-gen (pinned) into bin/.
 .PHONY: kustomize
 kustomize: $(LOCALBIN) ## Install kustomize (pinned) into bin/.
 	@test -x $(KUSTOMIZE) || GOBIN=$(LOCALBIN) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+
+# Local two-node cluster, end-to-end tier and `make demo` (hack/cluster).
+-include hack/cluster/demo.mk
+# OLM bundle generation (hack/bundlegen).
+-include hack/bundle.mk

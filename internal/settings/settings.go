@@ -174,7 +174,9 @@ func (f listFlag) Set(v string) error {
 	return nil
 }
 
-type tolerationFlag struct{ m map[string][]corev1.Toleration }
+type tolerationFlag struct {
+	m map[string][]corev1.Toleration
+}
 
 func (f tolerationFlag) String() string { return "" }
 
