@@ -3,6 +3,8 @@ package controllers
 import (
 	"context"
 
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
 	"github.com/multiarch-build/multiarch-build-operator/api/v1alpha1"
 )
 
@@ -12,6 +14,15 @@ import (
 // work (MachineSets) and the checker only reads.
 type CapacityChecker interface {
 	Check(ctx context.Context, build *v1alpha1.MultiArchBuild) (CapacityResult, error)
+}
+
+// CapacityWatcher is implemented by a CapacityChecker whose answer changes
+// with cluster objects (nodes, MachineSets). The build reconciler adds each
+// source to its controller (builder.WatchesRawSource); they enqueue the
+// builds that still need the architecture that changed, so a waiting build
+// (Terminal ones included) is re-checked when a node appears.
+type CapacityWatcher interface {
+	BuildWatches() []source.Source
 }
 
 // CapacityResult is the answer of a CapacityChecker.
