@@ -37,8 +37,7 @@ import (
 // one namespace (MachineSets, the boot images ConfigMap).
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=config.openshift.io,resources=infrastructures,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",namespace=openshift-machine-config-operator,resources=configmaps,verbs=get;list;watch
-// +kubebuilder:rbac:groups=machine.openshift.io,namespace=openshift-machine-api,resources=machinesets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch,resourceNames=coreos-bootimages
 // +kubebuilder:rbac:groups=build.multiarch.io,resources=multiarchbuilds,verbs=get;list;watch
 
 var (

@@ -26,7 +26,11 @@ import (
 
 // The capacity controller is the only writer of MachineSets. No delete: a
 // MachineSet is scaled to zero, never removed.
-// +kubebuilder:rbac:groups=machine.openshift.io,namespace=openshift-machine-api,resources=machinesets,verbs=get;list;watch;create;update;patch
+// MachineSets are cluster-scoped in the ClusterRole (not a Role in
+// openshift-machine-api) because OLM's AllNamespaces install grants rights only
+// as clusterPermissions or in the operator's own namespace; the controller's
+// cache and writes are still restricted to --machine-api-namespace. No delete.
+// +kubebuilder:rbac:groups=machine.openshift.io,resources=machinesets,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // allArchs are the architectures a MultiArchBuild can ask for.
