@@ -23,7 +23,13 @@ const (
 	ManagedBy      = "multiarch-build-operator"
 )
 
-// PipelineRun results the controller reads.
+// PipelineRun results the controller reads (status.results of the run):
+//   - IMAGE_DIGEST: digest of the pushed manifest list (OCI index), sha256:...
+//   - IMAGE_URL: the pushed manifest list by digest, repository@sha256:... (the
+//     tag is dropped: the digest names exactly what was built, the tag may move)
+//   - COMMIT: the full Git commit SHA that was built
+//   - ArchDigestResult(arch): digest of each platform's image manifest, as listed
+//     in the pushed index
 const (
 	ResultImageDigest = "IMAGE_DIGEST"
 	ResultImageURL    = "IMAGE_URL"
@@ -43,3 +49,20 @@ type Input struct {
 	// WorkspaceClaim is the name of the ReadWriteMany PVC shared by the tasks.
 	WorkspaceClaim string
 }
+
+// Names of the pipeline tasks. The controller finds a platform's TaskRun by
+// the label tekton.dev/pipelineTask=BuildTaskName(arch) (or by LabelArch).
+const (
+	TaskClone   = "clone"
+	TaskMaven   = "maven"
+	TaskPush    = "push"
+	TaskCleanup = "cleanup"
+)
+
+// BuildTaskName is the pipeline task building the image of one architecture
+// (the kubernetes.io/arch value, e.g. "arm64").
+func BuildTaskName(arch string) string { return "build-" + arch }
+
+// InstallTaskName is the NodeJS pipeline task installing the dependencies of
+// one architecture.
+func InstallTaskName(arch string) string { return "install-" + arch }

@@ -1,0 +1,626 @@
+package pipeline
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/multiarch-build/multiarch-build-operator/api/v1alpha1"
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline/pod"
+	tektonv1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Where things live on the shared ReadWriteMany volume:
+//
+//	runs/<run>/source               the clone (Maven writes target/ into it)
+//	runs/<run>/arch/<arch>/source   NodeJS: the platform's private copy
+//	runs/<run>/arch/<arch>/image.tar the platform's OCI archive
+//	cache/npm                       npm cache, kept across runs
+//	cache/m2                        Maven local repository, kept across runs
+//
+// <run> is the PipelineRun name, so two runs never share a directory and the
+// finally task removes exactly one. Every task mounts only the subPaths it
+// needs: build-<arch> of NodeJS cannot see another platform's copy at all.
+const (
+	volShared     = "shared"
+	volStorage    = "container-storage"
+	volGitSecret  = "git-credentials"
+	volPushSecret = "push-credentials"
+	volMvnSecret  = "maven-settings"
+
+	mountSource     = "/workspace/source"
+	mountArch       = "/workspace/arch"
+	mountArchives   = "/workspace/archives"
+	mountRuns       = "/workspace/runs"
+	mountNpmCache   = "/workspace/cache/npm"
+	mountMavenCache = "/workspace/cache/m2"
+	mountGitSecret  = "/workspace/secrets/git"
+	mountPushSecret = "/workspace/secrets/registry"
+	mountMvnSecret  = "/workspace/secrets/maven"
+	mountStorage    = "/var/lib/containers"
+
+	archiveName = "image.tar"
+)
+
+// Pipeline parameters: every value taken from the spec travels as a
+// PipelineRun parameter, then as a task parameter, and reaches the scripts as
+// an environment variable or an argument, never inside script text (Tekton
+// substitutes parameters into `script` textually).
+const (
+	paramGitURL        = "GIT_URL"
+	paramGitRevision   = "GIT_REVISION"
+	paramContextDir    = "CONTEXT_DIR"
+	paramContainerfile = "CONTAINERFILE"
+	paramBuildArgs     = "BUILD_ARGS"
+	paramImage         = "IMAGE"
+	paramRepository    = "REPOSITORY"
+	paramInstall       = "INSTALL_COMMAND"
+	paramGoals         = "MAVEN_GOALS"
+)
+
+// generator builds the PipelineRun of one plan.
+type generator struct {
+	p *plan
+}
+
+// Generate returns the self-contained PipelineRun that builds in.Build: an
+// inline pipelineSpec whose tasks are inline taskSpecs, so nothing has to be
+// installed in the cluster besides Tekton.
+//
+//	clone -> [install-<arch> (NodeJS) | maven (Maven)] -> build-<arch> (parallel) -> push
+//	finally: cleanup
+//
+// Arch-bound tasks (install-<arch>, build-<arch>) are pinned by taskRunSpecs to
+// nodes labelled kubernetes.io/arch=<arch> with that architecture's
+// tolerations. clone, maven, push and cleanup are not pinned: they only move
+// files and bytecode, and their images must be multi-arch like every other
+// image of the run, so any node will do.
+//
+// The shared PVC is a volume of every taskSpec, never a pipeline workspace:
+// Tekton's affinity assistant (coschedule: workspaces, the default) would pin
+// every task sharing a PVC workspace to one node, which no two-architecture
+// build can satisfy.
+//
+// Errors wrapping ErrInvalidSpec name the spec field the user must fix.
+func Generate(in Input) (*tektonv1.PipelineRun, error) {
+	p, err := newPlan(in)
+	if err != nil {
+		return nil, err
+	}
+	g := &generator{p: p}
+	return g.pipelineRun(), nil
+}
+
+func (g *generator) pipelineRun() *tektonv1.PipelineRun {
+	p := g.p
+	b := g.labels()
+	pr := &tektonv1.PipelineRun{
+		TypeMeta: metav1.TypeMeta{APIVersion: "tekton.dev/v1", Kind: "PipelineRun"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      p.runName,
+			Namespace: p.namespace,
+			Labels:    b,
+		},
+		Spec: tektonv1.PipelineRunSpec{
+			PipelineSpec: g.pipelineSpec(),
+			Params:       g.runParams(),
+			Timeouts:     g.timeouts(),
+			TaskRunTemplate: tektonv1.PipelineTaskRunTemplate{
+				ServiceAccountName: p.serviceAccount,
+			},
+			TaskRunSpecs: g.taskRunSpecs(),
+		},
+	}
+	if p.owner != nil {
+		pr.OwnerReferences = []metav1.OwnerReference{*p.owner}
+	}
+	return pr
+}
+
+func (g *generator) labels() map[string]string {
+	p := g.p
+	l := map[string]string{
+		LabelBuild:      p.buildName,
+		LabelGeneration: strconv.FormatInt(p.generation, 10),
+		LabelManagedBy:  ManagedBy,
+	}
+	if v := p.rebuildToken; v != "" {
+		l[LabelRebuild] = v
+	}
+	return l
+}
+
+// timeouts bounds the run by spec.timeout and reserves part of it for the
+// finally task, so that a build that times out still cleans its directory.
+func (g *generator) timeouts() *tektonv1.TimeoutFields {
+	total := g.p.timeout
+	finally := total / 10
+	if finally > 5*time.Minute {
+		finally = 5 * time.Minute
+	}
+	return &tektonv1.TimeoutFields{
+		Pipeline: &metav1.Duration{Duration: total},
+		Tasks:    &metav1.Duration{Duration: total - finally},
+		Finally:  &metav1.Duration{Duration: finally},
+	}
+}
+
+func (g *generator) runParams() tektonv1.Params {
+	p := g.p
+	params := tektonv1.Params{
+		stringParam(paramGitURL, p.gitURL),
+		stringParam(paramGitRevision, p.revision),
+		stringParam(paramContextDir, p.contextDir),
+		stringParam(paramContainerfile, p.containerfile),
+		arrayParam(paramBuildArgs, p.buildArgs),
+		stringParam(paramImage, p.image),
+		stringParam(paramRepository, p.repository),
+	}
+	switch p.strategy {
+	case v1alpha1.StrategyNodeJS:
+		params = append(params, arrayParam(paramInstall, p.installCommand))
+	case v1alpha1.StrategyMaven:
+		params = append(params, arrayParam(paramGoals, p.mavenGoals))
+	}
+	return params
+}
+
+func (g *generator) pipelineSpec() *tektonv1.PipelineSpec {
+	p := g.p
+	spec := &tektonv1.PipelineSpec{
+		Description: fmt.Sprintf("Multi-architecture build of MultiArchBuild %s (%s strategy), generated by %s.", p.buildName, p.strategy, ManagedBy),
+		Params: tektonv1.ParamSpecs{
+			stringParamSpec(paramGitURL, "Git repository (spec.source.git.url)."),
+			stringParamSpec(paramGitRevision, "Branch, tag or commit (spec.source.git.revision)."),
+			stringParamSpec(paramContextDir, "Directory to build, relative to the repository root (spec.source.contextDir)."),
+			stringParamSpec(paramContainerfile, "Containerfile, relative to the context directory (spec.strategy.containerfile)."),
+			arrayParamSpec(paramBuildArgs, "Build arguments NAME=VALUE (spec.strategy.buildArgs)."),
+			stringParamSpec(paramImage, "Image the manifest list is pushed to, with its tag (spec.output.image)."),
+			stringParamSpec(paramRepository, "Repository of the image, without tag."),
+		},
+	}
+	switch p.strategy {
+	case v1alpha1.StrategyNodeJS:
+		spec.Params = append(spec.Params, arrayParamSpec(paramInstall, "Install command as an argument list; empty means npm ci or npm install (spec.strategy.nodejs.installCommand)."))
+	case v1alpha1.StrategyMaven:
+		spec.Params = append(spec.Params, arrayParamSpec(paramGoals, "Maven goals and options, one argument each (spec.strategy.maven.goals)."))
+	}
+
+	spec.Tasks = append(spec.Tasks, g.cloneTask())
+	if p.strategy == v1alpha1.StrategyMaven {
+		spec.Tasks = append(spec.Tasks, g.mavenTask())
+	}
+	var builds []string
+	for _, pl := range p.platforms {
+		arch := pl.Arch()
+		switch p.strategy {
+		case v1alpha1.StrategyNodeJS:
+			spec.Tasks = append(spec.Tasks, g.installTask(pl), g.buildTask(pl, InstallTaskName(arch)))
+		case v1alpha1.StrategyMaven:
+			spec.Tasks = append(spec.Tasks, g.buildTask(pl, TaskMaven))
+		default:
+			spec.Tasks = append(spec.Tasks, g.buildTask(pl, TaskClone))
+		}
+		builds = append(builds, BuildTaskName(arch))
+	}
+	spec.Tasks = append(spec.Tasks, g.pushTask(builds))
+	spec.Finally = []tektonv1.PipelineTask{g.cleanupTask()}
+
+	spec.Results = []tektonv1.PipelineResult{
+		pipelineResult(ResultImageDigest, "Digest of the pushed manifest list.", TaskPush, ResultImageDigest),
+		pipelineResult(ResultImageURL, "The pushed manifest list, repository@digest.", TaskPush, ResultImageURL),
+		pipelineResult(ResultCommit, "Git commit that was built.", TaskClone, ResultCommit),
+	}
+	for _, pl := range p.platforms {
+		name := ArchDigestResult(pl.Arch())
+		spec.Results = append(spec.Results, pipelineResult(name, fmt.Sprintf("Digest of the %s image manifest.", pl), TaskPush, name))
+	}
+	return spec
+}
+
+// taskRunSpecs pins every arch-bound task to nodes of its architecture.
+func (g *generator) taskRunSpecs() []tektonv1.PipelineTaskRunSpec {
+	var specs []tektonv1.PipelineTaskRunSpec
+	for _, pl := range g.p.platforms {
+		arch := pl.Arch()
+		var names []string
+		if g.p.strategy == v1alpha1.StrategyNodeJS {
+			names = append(names, InstallTaskName(arch))
+		}
+		names = append(names, BuildTaskName(arch))
+		for _, name := range names {
+			specs = append(specs, tektonv1.PipelineTaskRunSpec{
+				PipelineTaskName: name,
+				PodTemplate: &pod.Template{
+					NodeSelector: map[string]string{corev1.LabelArchStable: arch},
+					Tolerations:  g.p.tolerations[arch],
+				},
+			})
+		}
+	}
+	return specs
+}
+
+// --- tasks -------------------------------------------------------------------
+
+func (g *generator) cloneTask() tektonv1.PipelineTask {
+	p := g.p
+	step := tektonv1.Step{
+		Name:   "clone",
+		Image:  p.gitImage,
+		Script: scriptClone,
+		Env: []corev1.EnvVar{
+			env("GIT_URL", "$(params."+paramGitURL+")"),
+			env("GIT_REVISION", "$(params."+paramGitRevision+")"),
+			env("SOURCE_DIR", mountSource),
+			env("RESULT_COMMIT", "$(results."+ResultCommit+".path)"),
+			env("GIT_SECRET_DIR", ""),
+		},
+		VolumeMounts:    []corev1.VolumeMount{g.runMount(mountSource, "source", false)},
+		SecurityContext: rootContext(false),
+	}
+	volumes := []corev1.Volume{g.sharedVolume()}
+	if p.gitSecret != "" {
+		step.Env[4].Value = mountGitSecret
+		step.VolumeMounts = append(step.VolumeMounts, corev1.VolumeMount{Name: volGitSecret, MountPath: mountGitSecret, ReadOnly: true})
+		volumes = append(volumes, secretVolume(volGitSecret, p.gitSecret))
+	}
+	return tektonv1.PipelineTask{
+		Name: TaskClone,
+		Params: tektonv1.Params{
+			passString(paramGitURL),
+			passString(paramGitRevision),
+		},
+		TaskSpec: &tektonv1.EmbeddedTask{
+			Metadata: tektonv1.PipelineTaskMetadata{Labels: map[string]string{LabelManagedBy: ManagedBy}},
+			TaskSpec: tektonv1.TaskSpec{
+				Description: "Fetch the sources once into the run's directory on the shared volume.",
+				Params:      tektonv1.ParamSpecs{stringParamSpec(paramGitURL, ""), stringParamSpec(paramGitRevision, "")},
+				Results:     []tektonv1.TaskResult{{Name: ResultCommit, Type: tektonv1.ResultsTypeString, Description: "The commit checked out."}},
+				Volumes:     volumes,
+				Steps:       []tektonv1.Step{step},
+			},
+		},
+	}
+}
+
+func (g *generator) installTask(pl v1alpha1.Platform) tektonv1.PipelineTask {
+	p := g.p
+	arch := pl.Arch()
+	step := tektonv1.Step{
+		Name:   "install",
+		Image:  p.nodeImage,
+		Script: scriptInstall,
+		Args:   []string{"$(params." + paramInstall + "[*])"},
+		Env: []corev1.EnvVar{
+			env("PLATFORM", string(pl)),
+			env("SOURCE_DIR", mountSource),
+			env("CONTEXT_DIR", "$(params."+paramContextDir+")"),
+			env("WORK_DIR", mountArch+"/source"),
+			env("NPM_CONFIG_CACHE", mountNpmCache),
+			env("NPM_CONFIG_UPDATE_NOTIFIER", "false"),
+			env("NPM_CONFIG_FUND", "false"),
+			env("NPM_CONFIG_AUDIT", "false"),
+		},
+		VolumeMounts: []corev1.VolumeMount{
+			g.runMount(mountSource, "source", true),
+			g.runMount(mountArch, "arch/"+arch, false),
+			{Name: volShared, MountPath: mountNpmCache, SubPath: "cache/npm"},
+		},
+		SecurityContext: rootContext(false),
+	}
+	return tektonv1.PipelineTask{
+		Name:     InstallTaskName(arch),
+		RunAfter: []string{TaskClone},
+		Params: tektonv1.Params{
+			passString(paramContextDir),
+			passArray(paramInstall),
+		},
+		TaskSpec: &tektonv1.EmbeddedTask{
+			Metadata: archMetadata(arch),
+			TaskSpec: tektonv1.TaskSpec{
+				Description: fmt.Sprintf("Install the NodeJS dependencies for %s on a node of that architecture, in a copy of the sources private to %s.", pl, arch),
+				Params: tektonv1.ParamSpecs{
+					stringParamSpec(paramContextDir, ""),
+					arrayParamSpec(paramInstall, ""),
+				},
+				Volumes: []corev1.Volume{g.sharedVolume()},
+				Steps:   []tektonv1.Step{step},
+			},
+		},
+	}
+}
+
+func (g *generator) mavenTask() tektonv1.PipelineTask {
+	p := g.p
+	step := tektonv1.Step{
+		Name:   "maven",
+		Image:  p.mavenImage,
+		Script: scriptMaven,
+		Args:   []string{"$(params." + paramGoals + "[*])"},
+		Env: []corev1.EnvVar{
+			env("SOURCE_DIR", mountSource),
+			env("CONTEXT_DIR", "$(params."+paramContextDir+")"),
+			env("MAVEN_REPO", mountMavenCache+"/repository"),
+			env("MAVEN_SETTINGS_DIR", ""),
+		},
+		VolumeMounts: []corev1.VolumeMount{
+			g.runMount(mountSource, "source", false),
+			{Name: volShared, MountPath: mountMavenCache, SubPath: "cache/m2"},
+		},
+		SecurityContext: rootContext(false),
+	}
+	volumes := []corev1.Volume{g.sharedVolume()}
+	if p.mavenSettings != "" {
+		step.Env[3].Value = mountMvnSecret
+		step.VolumeMounts = append(step.VolumeMounts, corev1.VolumeMount{Name: volMvnSecret, MountPath: mountMvnSecret, ReadOnly: true})
+		volumes = append(volumes, secretVolume(volMvnSecret, p.mavenSettings))
+	}
+	return tektonv1.PipelineTask{
+		Name:     TaskMaven,
+		RunAfter: []string{TaskClone},
+		Params: tektonv1.Params{
+			passString(paramContextDir),
+			passArray(paramGoals),
+		},
+		TaskSpec: &tektonv1.EmbeddedTask{
+			Metadata: tektonv1.PipelineTaskMetadata{Labels: map[string]string{LabelManagedBy: ManagedBy}},
+			TaskSpec: tektonv1.TaskSpec{
+				Description: "Run Maven once: the JVM bytecode is the same for every architecture.",
+				Params: tektonv1.ParamSpecs{
+					stringParamSpec(paramContextDir, ""),
+					arrayParamSpec(paramGoals, ""),
+				},
+				Volumes: volumes,
+				Steps:   []tektonv1.Step{step},
+			},
+		},
+	}
+}
+
+func (g *generator) buildTask(pl v1alpha1.Platform, after string) tektonv1.PipelineTask {
+	p := g.p
+	arch := pl.Arch()
+	archMount := g.runMount(mountArch, "arch/"+arch, false)
+	sourceDir := mountSource
+	mounts := []corev1.VolumeMount{archMount}
+	if p.strategy == v1alpha1.StrategyNodeJS {
+		// Only the platform's own copy, with its own node_modules, is visible.
+		sourceDir = mountArch + "/source"
+	} else {
+		mounts = append([]corev1.VolumeMount{g.runMount(mountSource, "source", true)}, mounts...)
+	}
+	mounts = append(mounts, corev1.VolumeMount{Name: volStorage, MountPath: mountStorage})
+	step := tektonv1.Step{
+		Name:   "build",
+		Image:  p.builderImage,
+		Script: scriptBuild,
+		Args:   []string{"$(params." + paramBuildArgs + "[*])"},
+		Env: append([]corev1.EnvVar{
+			env("PLATFORM", string(pl)),
+			env("SOURCE_DIR", sourceDir),
+			env("CONTEXT_DIR", "$(params."+paramContextDir+")"),
+			env("CONTAINERFILE", "$(params."+paramContainerfile+")"),
+			env("ARCHIVE", mountArch+"/"+archiveName),
+		}, buildahEnv()...),
+		VolumeMounts:    mounts,
+		SecurityContext: rootContext(true),
+	}
+	return tektonv1.PipelineTask{
+		Name:     BuildTaskName(arch),
+		RunAfter: []string{after},
+		Params: tektonv1.Params{
+			passString(paramContextDir),
+			passString(paramContainerfile),
+			passArray(paramBuildArgs),
+		},
+		TaskSpec: &tektonv1.EmbeddedTask{
+			Metadata: archMetadata(arch),
+			TaskSpec: tektonv1.TaskSpec{
+				Description: fmt.Sprintf("Build the %s image natively on a node of that architecture and save it as an OCI archive.", pl),
+				Params: tektonv1.ParamSpecs{
+					stringParamSpec(paramContextDir, ""),
+					stringParamSpec(paramContainerfile, ""),
+					arrayParamSpec(paramBuildArgs, ""),
+				},
+				Volumes: []corev1.Volume{g.sharedVolume(), storageVolume()},
+				Steps:   []tektonv1.Step{step},
+			},
+		},
+	}
+}
+
+func (g *generator) pushTask(builds []string) tektonv1.PipelineTask {
+	p := g.p
+	env := []corev1.EnvVar{
+		env("IMAGE", "$(params."+paramImage+")"),
+		env("REPOSITORY", "$(params."+paramRepository+")"),
+		env("REGISTRY_AUTH_DIR", ""),
+		env("RESULT_IMAGE_DIGEST", "$(results."+ResultImageDigest+".path)"),
+		env("RESULT_IMAGE_URL", "$(results."+ResultImageURL+".path)"),
+	}
+	results := []tektonv1.TaskResult{
+		{Name: ResultImageDigest, Type: tektonv1.ResultsTypeString, Description: "Digest of the pushed manifest list."},
+		{Name: ResultImageURL, Type: tektonv1.ResultsTypeString, Description: "The pushed manifest list, repository@digest."},
+	}
+	var args []string
+	for _, pl := range p.platforms {
+		arch := pl.Arch()
+		name := ArchDigestResult(arch)
+		env = append(env,
+			corev1.EnvVar{Name: "ARCHIVE_" + strings.ToUpper(arch), Value: mountArchives + "/" + arch + "/" + archiveName},
+			corev1.EnvVar{Name: "RESULT_" + name, Value: "$(results." + name + ".path)"})
+		results = append(results, tektonv1.TaskResult{Name: name, Type: tektonv1.ResultsTypeString, Description: fmt.Sprintf("Digest of the %s image manifest.", pl)})
+		args = append(args, string(pl))
+	}
+	env = append(env, buildahEnv()...)
+	mounts := []corev1.VolumeMount{
+		g.runMount(mountArchives, "arch", true),
+		{Name: volStorage, MountPath: mountStorage},
+	}
+	volumes := []corev1.Volume{g.sharedVolume(), storageVolume()}
+	if p.pushSecret != "" {
+		env[2].Value = mountPushSecret
+		mounts = append(mounts, corev1.VolumeMount{Name: volPushSecret, MountPath: mountPushSecret, ReadOnly: true})
+		volumes = append(volumes, secretVolume(volPushSecret, p.pushSecret))
+	}
+	return tektonv1.PipelineTask{
+		Name:     TaskPush,
+		RunAfter: builds,
+		Params: tektonv1.Params{
+			passString(paramImage),
+			passString(paramRepository),
+		},
+		TaskSpec: &tektonv1.EmbeddedTask{
+			Metadata: tektonv1.PipelineTaskMetadata{Labels: map[string]string{LabelManagedBy: ManagedBy}},
+			TaskSpec: tektonv1.TaskSpec{
+				Description: "Assemble the per-architecture images into one manifest list and push it.",
+				Params: tektonv1.ParamSpecs{
+					stringParamSpec(paramImage, ""),
+					stringParamSpec(paramRepository, ""),
+				},
+				Results: results,
+				Volumes: volumes,
+				Steps: []tektonv1.Step{{
+					Name:            "push",
+					Image:           p.builderImage,
+					Script:          scriptPush,
+					Args:            args,
+					Env:             env,
+					VolumeMounts:    mounts,
+					SecurityContext: rootContext(true),
+				}},
+			},
+		},
+	}
+}
+
+func (g *generator) cleanupTask() tektonv1.PipelineTask {
+	p := g.p
+	return tektonv1.PipelineTask{
+		Name: TaskCleanup,
+		TaskSpec: &tektonv1.EmbeddedTask{
+			Metadata: tektonv1.PipelineTaskMetadata{Labels: map[string]string{LabelManagedBy: ManagedBy}},
+			TaskSpec: tektonv1.TaskSpec{
+				Description: "Remove this run's directory from the shared volume; the caches stay.",
+				Volumes:     []corev1.Volume{g.sharedVolume()},
+				Steps: []tektonv1.Step{{
+					Name:   "cleanup",
+					Image:  p.builderImage,
+					Script: scriptCleanup,
+					Env: []corev1.EnvVar{
+						env("RUNS_DIR", mountRuns),
+						env("RUN_NAME", p.runName),
+					},
+					VolumeMounts:    []corev1.VolumeMount{{Name: volShared, MountPath: mountRuns, SubPath: runsDir}},
+					SecurityContext: rootContext(false),
+				}},
+			},
+		},
+	}
+}
+
+// --- helpers -----------------------------------------------------------------
+
+// runsDir holds one directory per run on the shared volume.
+const runsDir = "runs"
+
+// RunDir is the directory of a run on the shared volume, relative to its root.
+func RunDir(runName string) string { return runsDir + "/" + runName }
+
+// runMount mounts a directory of this run's directory.
+func (g *generator) runMount(mountPath, rel string, readOnly bool) corev1.VolumeMount {
+	return corev1.VolumeMount{Name: volShared, MountPath: mountPath, SubPath: RunDir(g.p.runName) + "/" + rel, ReadOnly: readOnly}
+}
+
+func (g *generator) sharedVolume() corev1.Volume {
+	return corev1.Volume{Name: volShared, VolumeSource: corev1.VolumeSource{
+		PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: g.p.claim},
+	}}
+}
+
+// storageVolume is buildah's storage: node-local and thrown away with the pod.
+// Keeping it off the shared volume avoids the slowness and ownership problems
+// of container storage on NFS/EFS; images travel between tasks as OCI archives.
+func storageVolume() corev1.Volume {
+	return corev1.Volume{Name: volStorage, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}
+}
+
+func secretVolume(name, secret string) corev1.Volume {
+	return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{
+		Secret: &corev1.SecretVolumeSource{SecretName: secret},
+	}}
+}
+
+// buildahEnv runs buildah inside an unprivileged-enough pod: vfs storage (no
+// overlay mounts, no /dev/fuse) and chroot isolation (no nested runc).
+func buildahEnv() []corev1.EnvVar {
+	return []corev1.EnvVar{
+		env("STORAGE_DRIVER", "vfs"),
+		env("BUILDAH_ISOLATION", "chroot"),
+	}
+}
+
+// rootContext runs a step as root, which the shared volume needs: the
+// directories kubelet creates for subPath mounts belong to root, and ReadWriteMany
+// volumes such as EFS seldom honour fsGroup. Buildah steps also get SETFCAP,
+// the one capability buildah needs to extract layers carrying file
+// capabilities.
+//
+// On OpenShift the build ServiceAccount therefore needs an SCC that allows
+// runAsUser 0 and the SETFCAP capability, for example the "pipelines-scc"
+// that OpenShift Pipelines ships (runAsUser RunAsAny, allowedCapabilities
+// [SETFCAP]); "restricted-v2" rejects these pods. No step is privileged.
+func rootContext(buildah bool) *corev1.SecurityContext {
+	root := int64(0)
+	sc := &corev1.SecurityContext{RunAsUser: &root}
+	if buildah {
+		sc.Capabilities = &corev1.Capabilities{Add: []corev1.Capability{"SETFCAP"}}
+	}
+	return sc
+}
+
+func archMetadata(arch string) tektonv1.PipelineTaskMetadata {
+	return tektonv1.PipelineTaskMetadata{Labels: map[string]string{LabelArch: arch, LabelManagedBy: ManagedBy}}
+}
+
+func env(name, value string) corev1.EnvVar { return corev1.EnvVar{Name: name, Value: value} }
+
+func stringParam(name, value string) tektonv1.Param {
+	return tektonv1.Param{Name: name, Value: tektonv1.ParamValue{Type: tektonv1.ParamTypeString, StringVal: value}}
+}
+
+func arrayParam(name string, values []string) tektonv1.Param {
+	if values == nil {
+		values = []string{}
+	}
+	return tektonv1.Param{Name: name, Value: tektonv1.ParamValue{Type: tektonv1.ParamTypeArray, ArrayVal: values}}
+}
+
+func passString(name string) tektonv1.Param {
+	return stringParam(name, "$(params."+name+")")
+}
+
+func passArray(name string) tektonv1.Param {
+	return arrayParam(name, []string{"$(params." + name + "[*])"})
+}
+
+func stringParamSpec(name, description string) tektonv1.ParamSpec {
+	return tektonv1.ParamSpec{Name: name, Type: tektonv1.ParamTypeString, Description: description}
+}
+
+func arrayParamSpec(name, description string) tektonv1.ParamSpec {
+	return tektonv1.ParamSpec{Name: name, Type: tektonv1.ParamTypeArray, Description: description}
+}
+
+func pipelineResult(name, description, task, result string) tektonv1.PipelineResult {
+	return tektonv1.PipelineResult{
+		Name:        name,
+		Type:        tektonv1.ResultsTypeString,
+		Description: description,
+		Value:       tektonv1.ResultValue{Type: tektonv1.ParamTypeString, StringVal: "$(tasks." + task + ".results." + result + ")"},
+	}
+}

@@ -1,0 +1,524 @@
+package pipeline
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cgi"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/multiarch-build/multiarch-build-operator/api/v1alpha1"
+	"github.com/multiarch-build/multiarch-build-operator/internal/testutil/images"
+	"github.com/multiarch-build/multiarch-build-operator/internal/testutil/registry"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// The key proof that the generated pipeline works: the embedded scripts build
+// real amd64 and arm64 images with buildah (arm64 RUN lines execute under
+// qemu-user-static binfmt emulation), push a manifest list to a real registry,
+// and report the digests the registry serves. Needs buildah, docker-registry,
+// git, qemu-user-static + binfmt-support, busybox-static (and
+// busybox-static:arm64 through apt-get download), npm and network access to
+// registry.npmjs.org for the NodeJS case.
+func TestScriptsBuildAndPushRealMultiArchImages(t *testing.T) {
+	if _, err := exec.LookPath("buildah"); err != nil {
+		t.Skip("buildah is not on PATH: the real-build tests need the Debian packages buildah docker-registry qemu-user-static binfmt-support busybox-static git npm (see .ci/run)")
+	}
+	platforms := []v1alpha1.Platform{v1alpha1.PlatformLinuxAMD64, v1alpha1.PlatformLinuxARM64}
+
+	reg := registry.Start(t)
+	base := reg.Host + "/base/busybox:latest"
+	start := time.Now()
+	images.BuildBusyboxBase(t, images.NewStorage(t, reg.Env()...), base, []string{"linux/amd64", "linux/arm64"})
+	t.Logf("busybox base image for amd64+arm64 built and pushed in %s", time.Since(start).Round(time.Millisecond))
+	git := startGitServer(t, "builder", "s3cret")
+
+	newRunner := func(t *testing.T, shared string) *localRunner {
+		return &localRunner{
+			t:         t,
+			shared:    shared,
+			clientEnv: reg.Env(),
+			secrets: map[string]map[string]string{
+				"git-auth": {"username": "builder", "password": "s3cret"},
+				// The legacy dockercfg format; the local registry needs no
+				// credentials but the script must still accept the Secret.
+				"registry-dockercfg": {".dockercfg": fmt.Sprintf(`{%q:{"auth":"dXNlcjpwYXNz"}}`, reg.Host)},
+				"registry-json":      {".dockerconfigjson": fmt.Sprintf(`{"auths":{%q:{"auth":"dXNlcjpwYXNz"}}}`, reg.Host)},
+				"m2":                 {"settings.xml": "<settings/>"},
+			},
+		}
+	}
+
+	t.Run("Containerfile", func(t *testing.T) {
+		tricky := `a b;$(touch /tmp/pwned) "q" 'x' $HOME` + "\n`id`"
+		commit := git.repo(t, "private/app.git", map[string]string{
+			"src/Containerfile": "FROM " + base + "\nARG VERSION\nARG TRICKY\n" +
+				"RUN printf 'arch=%s\\nversion=%s\\ntricky=%s\\n' \"$(uname -m)\" \"$VERSION\" \"$TRICKY\" > /built-by\n" +
+				"COPY hello.txt /hello.txt\n",
+			"src/hello.txt": "hello\n",
+		})
+		b := &v1alpha1.MultiArchBuild{
+			ObjectMeta: sampleMeta("app"),
+			Spec: v1alpha1.MultiArchBuildSpec{
+				Source: v1alpha1.SourceSpec{
+					Git:        v1alpha1.GitSource{URL: git.url("private/app.git"), Revision: commit, SecretRef: &corev1.LocalObjectReference{Name: "git-auth"}},
+					ContextDir: "src",
+				},
+				Strategy:  v1alpha1.StrategySpec{BuildArgs: []v1alpha1.BuildArg{{Name: "VERSION", Value: "1.2"}, {Name: "TRICKY", Value: tricky}}},
+				Platforms: platforms,
+				Output:    v1alpha1.OutputSpec{Image: reg.Host + "/test/app:v1", PushSecretRef: &corev1.LocalObjectReference{Name: "registry-dockercfg"}},
+			},
+		}
+		pr, err := Generate(Input{Build: b, Settings: testSettings(), WorkspaceClaim: "ws"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := newRunner(t, t.TempDir())
+		start := time.Now()
+		results := r.run(pr)
+		wall := time.Since(start)
+		t.Logf("two-arch Containerfile build (clone, build-amd64, build-arm64, push, cleanup) took %s; per task: %v", wall.Round(time.Millisecond), roundDurations(r.taskDurations))
+
+		if results[ResultCommit] != commit {
+			t.Errorf("COMMIT = %q, want %q", results[ResultCommit], commit)
+		}
+		idx := checkPushedIndex(t, reg, "test/app", "v1", results, platforms)
+		for _, pl := range platforms {
+			builtBy := readImageFile(t, reg, "test/app", idx[pl.Arch()], "built-by")
+			want := fmt.Sprintf("arch=%s\nversion=1.2\ntricky=%s\n", unameOf(pl.Arch()), tricky)
+			if diff := cmp.Diff(want, builtBy); diff != "" {
+				t.Errorf("%s: /built-by (-want +got): build args must reach buildah verbatim and RUN must execute on %s:\n%s", pl, pl, diff)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(r.shared, RunDir(pr.Name))); !os.IsNotExist(err) {
+			t.Errorf("cleanup left the run directory behind: %v", err)
+		}
+	})
+
+	t.Run("NodeJS", func(t *testing.T) {
+		repo := "public/node.git"
+		git.repo(t, repo, map[string]string{
+			"app/package.json":      `{"name":"hello","version":"1.0.0","private":true,"dependencies":{"is-number":"7.0.0"}}` + "\n",
+			"app/package-lock.json": nodeLock,
+			"app/index.js":          "console.log(require('is-number')(42));\n",
+			"app/Containerfile":     "FROM " + base + "\nCOPY node_modules /app/node_modules\nCOPY index.js /app/index.js\nCOPY platform.txt /platform.txt\n",
+		})
+		shared := t.TempDir()
+		b := &v1alpha1.MultiArchBuild{
+			ObjectMeta: sampleMeta("node"),
+			Spec: v1alpha1.MultiArchBuildSpec{
+				Source:    v1alpha1.SourceSpec{Git: v1alpha1.GitSource{URL: git.url(repo), Revision: "main"}, ContextDir: "app"},
+				Strategy:  v1alpha1.StrategySpec{Type: v1alpha1.StrategyNodeJS},
+				Platforms: platforms,
+				Output:    v1alpha1.OutputSpec{Image: reg.Host + "/test/node", PushSecretRef: &corev1.LocalObjectReference{Name: "registry-json"}},
+			},
+		}
+		npmLogs := filepath.Join(shared, "cache", "npm", "_logs")
+		var fetches []map[string]int
+		for run := 1; run <= 2; run++ {
+			b.Annotations = map[string]string{v1alpha1.RebuildAnnotation: fmt.Sprint(run)}
+			pr, err := Generate(Input{Build: b, Settings: testSettings(), WorkspaceClaim: "ws"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := newRunner(t, shared)
+			// Mark each platform's private copy after its install: the image of
+			// a platform must contain its own mark, never another platform's.
+			r.afterTask = func(task string) {
+				for _, pl := range platforms {
+					if task == InstallTaskName(pl.Arch()) {
+						dir := filepath.Join(shared, RunDir(pr.Name), "arch", pl.Arch(), "source", "app")
+						if err := os.WriteFile(filepath.Join(dir, "platform.txt"), []byte(pl), 0o644); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+			}
+			before := listDir(npmLogs)
+			start := time.Now()
+			results := r.run(pr)
+			t.Logf("NodeJS run %d took %s; per task: %v", run, time.Since(start).Round(time.Millisecond), roundDurations(r.taskDurations))
+			fetches = append(fetches, npmFetches(t, npmLogs, before))
+
+			idx := checkPushedIndex(t, reg, "test/node", "latest", results, platforms)
+			for _, pl := range platforms {
+				if got := readImageFile(t, reg, "test/node", idx[pl.Arch()], "platform.txt"); got != string(pl) {
+					t.Errorf("the %s image was built from the %q copy of the sources", pl, got)
+				}
+				if got := readImageFile(t, reg, "test/node", idx[pl.Arch()], "app/node_modules/is-number/package.json"); !strings.Contains(got, `"version": "7.0.0"`) {
+					t.Errorf("the %s image lacks node_modules/is-number 7.0.0: %q", pl, got)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(shared, RunDir(pr.Name))); !os.IsNotExist(err) {
+				t.Errorf("run %d: cleanup left the run directory behind: %v", run, err)
+			}
+			if _, err := os.Stat(filepath.Join(shared, "cache", "npm", "_cacache")); err != nil {
+				t.Errorf("run %d: the npm cache is not on the shared volume: %v", run, err)
+			}
+		}
+		t.Logf("npm GET requests by outcome: run 1 %v, run 2 %v", fetches[0], fetches[1])
+		total := func(m map[string]int) int {
+			n := 0
+			for _, v := range m {
+				n += v
+			}
+			return n
+		}
+		if fetches[0]["cache miss"] == 0 {
+			t.Errorf("run 1 downloaded nothing (%v): the test does not exercise the cache", fetches[0])
+		}
+		if n := fetches[1]["cache miss"] + fetches[1]["cache updated"] + fetches[1]["network"]; n != 0 || total(fetches[1]) >= total(fetches[0]) {
+			t.Errorf("run 2 downloaded %d responses again (run 1 %v, run 2 %v): the npm cache on the shared volume was not reused", n, fetches[0], fetches[1])
+		}
+	})
+
+	t.Run("Maven", func(t *testing.T) {
+		// A stub mvn stands in for Maven (no Maven Central here): it records its
+		// argv and writes target/app.jar, which every platform then packages.
+		stubs := t.TempDir()
+		if err := os.WriteFile(filepath.Join(stubs, "mvn"), []byte(mvnStub), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		repo := "public/quarkus.git"
+		commit := git.repo(t, repo, map[string]string{
+			"svc/pom.xml":                        "<project/>\n",
+			"svc/src/main/docker/Dockerfile.jvm": "FROM " + base + "\nCOPY target/app.jar /deployments/app.jar\n",
+		})
+		shared := t.TempDir()
+		goals := []string{"package", "-DskipTests", "-Dquarkus.package.type=fast-jar"}
+		b := &v1alpha1.MultiArchBuild{
+			ObjectMeta: sampleMeta("quarkus"),
+			Spec: v1alpha1.MultiArchBuildSpec{
+				// A short SHA: the server cannot serve it shallowly, the clone
+				// script falls back to fetching every branch and resolving it.
+				Source: v1alpha1.SourceSpec{Git: v1alpha1.GitSource{URL: git.url(repo), Revision: commit[:10]}, ContextDir: "svc"},
+				Strategy: v1alpha1.StrategySpec{
+					Type:          v1alpha1.StrategyMaven,
+					Containerfile: "src/main/docker/Dockerfile.jvm",
+					Maven:         &v1alpha1.MavenStrategy{Goals: goals, SettingsSecretRef: &corev1.LocalObjectReference{Name: "m2"}},
+				},
+				Platforms: platforms,
+				Output:    v1alpha1.OutputSpec{Image: reg.Host + "/test/quarkus:1.0"},
+			},
+		}
+		pr, err := Generate(Input{Build: b, Settings: testSettings(), WorkspaceClaim: "ws"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := newRunner(t, shared)
+		r.extraPath = stubs
+		var mvnArgs []string
+		r.afterTask = func(task string) {
+			if task == TaskMaven {
+				data, err := os.ReadFile(filepath.Join(shared, RunDir(pr.Name), "source", "svc", "target", "mvn-args"))
+				if err != nil {
+					t.Fatalf("the maven task did not run mvn in the context directory: %v", err)
+				}
+				mvnArgs = strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+			}
+		}
+		results := r.run(pr)
+		if results[ResultCommit] != commit {
+			t.Errorf("COMMIT = %q, want %q (revision %s)", results[ResultCommit], commit, commit[:10])
+		}
+		repoDir := filepath.Join(shared, "cache", "m2", "repository")
+		want := append([]string{"--batch-mode", "--no-transfer-progress", "-Dmaven.repo.local=" + repoDir, "-s", "<settings.xml of the m2 Secret>"}, goals...)
+		if len(mvnArgs) > 4 && strings.HasSuffix(mvnArgs[4], "/settings.xml") {
+			mvnArgs[4] = "<settings.xml of the m2 Secret>"
+		}
+		if diff := cmp.Diff(want, mvnArgs); diff != "" {
+			t.Errorf("mvn argv (-want +got):\n%s", diff)
+		}
+		if _, err := os.Stat(filepath.Join(repoDir, "stub-was-here")); err != nil {
+			t.Errorf("the Maven repository is not kept in cache/m2 on the shared volume: %v", err)
+		}
+		idx := checkPushedIndex(t, reg, "test/quarkus", "1.0", results, platforms)
+		for _, pl := range platforms {
+			if got := readImageFile(t, reg, "test/quarkus", idx[pl.Arch()], "deployments/app.jar"); got != "jar built once\n" {
+				t.Errorf("%s image: /deployments/app.jar = %q", pl, got)
+			}
+		}
+	})
+}
+
+const mvnStub = `#!/bin/sh
+set -e
+mkdir -p target
+printf '%s\n' "$@" > target/mvn-args
+printf 'jar built once\n' > target/app.jar
+for a in "$@"; do
+  case "$a" in -Dmaven.repo.local=*) mkdir -p "${a#*=}" && touch "${a#*=}/stub-was-here" ;; esac
+done
+`
+
+// nodeLock pins is-number 7.0.0 (a dependency without dependencies).
+const nodeLock = `{
+  "name": "hello",
+  "version": "1.0.0",
+  "lockfileVersion": 3,
+  "requires": true,
+  "packages": {
+    "": {
+      "name": "hello",
+      "version": "1.0.0",
+      "dependencies": {
+        "is-number": "7.0.0"
+      }
+    },
+    "node_modules/is-number": {
+      "version": "7.0.0",
+      "resolved": "https://registry.npmjs.org/is-number/-/is-number-7.0.0.tgz",
+      "integrity": "sha512-41Cifkg6e8TylSpdtTpeLVMqvSBEVzTttHvERD741+pnZ8ANv0004MRL43QKPDlK9cGvNp6NZWZUBlbGXYxxng==",
+      "license": "MIT",
+      "engines": {
+        "node": ">=0.12.0"
+      }
+    }
+  }
+}
+`
+
+func unameOf(arch string) string {
+	return map[string]string{"amd64": "x86_64", "arm64": "aarch64", "ppc64le": "ppc64le", "s390x": "s390x"}[arch]
+}
+
+type ociIndex struct {
+	MediaType string `json:"mediaType"`
+	Manifests []struct {
+		MediaType string `json:"mediaType"`
+		Digest    string `json:"digest"`
+		Platform  struct {
+			Architecture string `json:"architecture"`
+			OS           string `json:"os"`
+		} `json:"platform"`
+	} `json:"manifests"`
+}
+
+// checkPushedIndex asserts what the registry serves for repo:tag against the
+// run's results and returns the per-architecture manifest digests.
+func checkPushedIndex(t *testing.T, reg *registry.Registry, repo, tag string, results map[string]string, platforms []v1alpha1.Platform) map[string]string {
+	t.Helper()
+	m, err := reg.Manifest(context.Background(), repo, tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if results[ResultImageDigest] != m.Digest {
+		t.Errorf("IMAGE_DIGEST = %q, but the index the registry serves for %s:%s has sha256 %s", results[ResultImageDigest], repo, tag, m.Digest)
+	}
+	if m.HeaderDigest != m.Digest {
+		t.Errorf("registry Docker-Content-Digest %s != sha256 of the body %s", m.HeaderDigest, m.Digest)
+	}
+	if want := reg.Host + "/" + repo + "@" + m.Digest; results[ResultImageURL] != want {
+		t.Errorf("IMAGE_URL = %q, want %q", results[ResultImageURL], want)
+	}
+	t.Logf("%s:%s is a %s of %d bytes, sha256 %s", repo, tag, m.MediaType, len(m.Body), m.Digest)
+	var idx ociIndex
+	if err := json.Unmarshal(m.Body, &idx); err != nil {
+		t.Fatalf("index: %v\n%s", err, m.Body)
+	}
+	if !strings.Contains(m.MediaType, "index") && !strings.Contains(m.MediaType, "manifest.list") {
+		t.Errorf("%s:%s is a %s, not a manifest list", repo, tag, m.MediaType)
+	}
+	got := map[string]string{}
+	var gotPlatforms []string
+	for _, d := range idx.Manifests {
+		gotPlatforms = append(gotPlatforms, d.Platform.OS+"/"+d.Platform.Architecture)
+		got[d.Platform.Architecture] = d.Digest
+	}
+	var wantPlatforms []string
+	for _, pl := range platforms {
+		wantPlatforms = append(wantPlatforms, string(pl))
+		if r := results[ArchDigestResult(pl.Arch())]; r != got[pl.Arch()] {
+			t.Errorf("%s = %q, the index lists %q", ArchDigestResult(pl.Arch()), r, got[pl.Arch()])
+		}
+	}
+	sort.Strings(gotPlatforms)
+	sort.Strings(wantPlatforms)
+	if diff := cmp.Diff(wantPlatforms, gotPlatforms); diff != "" {
+		t.Errorf("platforms of the pushed index (-want +got):\n%s", diff)
+	}
+	return got
+}
+
+// readImageFile returns the content of path (without leading /) in the image
+// manifest digest of repo, reading its layers from the registry, top first.
+func readImageFile(t *testing.T, reg *registry.Registry, repo, digest, path string) string {
+	t.Helper()
+	m, err := reg.Manifest(context.Background(), repo, digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var man struct {
+		Layers []struct {
+			Digest    string `json:"digest"`
+			MediaType string `json:"mediaType"`
+		} `json:"layers"`
+	}
+	if err := json.Unmarshal(m.Body, &man); err != nil {
+		t.Fatal(err)
+	}
+	for i := len(man.Layers) - 1; i >= 0; i-- {
+		body, err := reg.Blob(context.Background(), repo, man.Layers[i].Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rd io.Reader = body
+		if strings.Contains(man.Layers[i].MediaType, "gzip") {
+			gz, err := gzip.NewReader(body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rd = gz
+		}
+		tr := tar.NewReader(rd)
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.TrimPrefix(h.Name, "./") == path {
+				b, err := io.ReadAll(tr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body.Close()
+				return string(b)
+			}
+		}
+		body.Close()
+	}
+	t.Fatalf("%s not found in %s@%s", path, repo, digest)
+	return ""
+}
+
+func listDir(dir string) map[string]bool {
+	out := map[string]bool{}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		out[e.Name()] = true
+	}
+	return out
+}
+
+// npmFetches counts the GET requests npm logged ("http fetch GET ...") by
+// outcome ("cache miss", "cache updated", "cache stale", ...; "network" when
+// npm names none) in the debug logs written to the cache directory since
+// before. A package npm takes from its cache by integrity is not logged at all.
+func npmFetches(t *testing.T, dir string, before map[string]bool) map[string]int {
+	t.Helper()
+	counts := map[string]int{}
+	for name := range listDir(dir) {
+		if before[name] {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if !strings.Contains(line, "http fetch GET") {
+				continue
+			}
+			if i := strings.LastIndex(line, "("); i >= 0 && strings.HasSuffix(line, ")") {
+				counts[line[i+1:len(line)-1]]++
+			} else {
+				counts["network"]++
+			}
+		}
+	}
+	return counts
+}
+
+func roundDurations(m map[string]time.Duration) map[string]string {
+	out := map[string]string{}
+	for k, v := range m {
+		out[k] = v.Round(100 * time.Millisecond).String()
+	}
+	return out
+}
+
+// gitServer serves bare repositories over smart HTTP (git http-backend as
+// CGI): paths under public/ anonymously, under private/ with basic auth.
+type gitServer struct {
+	root, host string
+}
+
+func startGitServer(t *testing.T, user, password string) *gitServer {
+	t.Helper()
+	gitBin, err := exec.LookPath("git")
+	if err != nil {
+		t.Fatalf("git not on PATH: %v", err)
+	}
+	root := t.TempDir()
+	backend := &cgi.Handler{
+		Path: gitBin,
+		Args: []string{"http-backend"},
+		Env:  []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1"},
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/public/", backend)
+	mux.Handle("/private/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != user || p != password {
+			w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+			http.Error(w, "authentication required", http.StatusUnauthorized)
+			return
+		}
+		backend.ServeHTTP(w, r)
+	}))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: mux}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return &gitServer{root: root, host: l.Addr().String()}
+}
+
+func (g *gitServer) url(repo string) string { return "http://" + g.host + "/" + repo }
+
+// repo creates the bare repository path (e.g. public/x.git) holding files
+// in one commit on main, and returns the commit SHA.
+func (g *gitServer) repo(t *testing.T, path string, files map[string]string) string {
+	t.Helper()
+	work := t.TempDir()
+	for name, content := range files {
+		p := filepath.Join(work, filepath.FromSlash(name))
+		mustMkdir(t, filepath.Dir(p))
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gitRun := func(dir string, args ...string) string {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=test", "GIT_AUTHOR_EMAIL=test@example.com",
+			"GIT_COMMITTER_NAME=test", "GIT_COMMITTER_EMAIL=test@example.com", "GIT_CONFIG_GLOBAL=/dev/null")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	gitRun(work, "init", "-q", "-b", "main")
+	gitRun(work, "add", ".")
+	gitRun(work, "commit", "-q", "-m", "test sources")
+	bare := filepath.Join(g.root, filepath.FromSlash(path))
+	gitRun(work, "clone", "-q", "--bare", work, bare)
+	return gitRun(work, "rev-parse", "HEAD")
+}

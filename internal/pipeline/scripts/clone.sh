@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# clone: fetch one revision of a Git repository into the run's source directory
+# and report the commit built.
+#
+# Every input comes from the environment declared by the generated step; no
+# value of the MultiArchBuild spec is ever part of this text.
+#   GIT_URL         repository URL (spec.source.git.url)
+#   GIT_REVISION    branch, tag or commit SHA (spec.source.git.revision)
+#   SOURCE_DIR      where to check out (emptied first: a retried task starts clean)
+#   RESULT_COMMIT   file receiving the full commit SHA (Tekton task result)
+#   GIT_SECRET_DIR  optional: mounted Secret, kubernetes.io/basic-auth
+#                   (username, password) or kubernetes.io/ssh-auth
+#                   (ssh-privatekey, optional known_hosts)
+set -Eeuo pipefail
+trap 'rc=$?; echo "clone: FAILED (exit $rc) at line $LINENO: $BASH_COMMAND" >&2; exit $rc' ERR
+
+fail() { echo "clone: ERROR: $*" >&2; exit 1; }
+
+: "${GIT_URL:?clone: GIT_URL is not set}"
+: "${GIT_REVISION:?clone: GIT_REVISION is not set}"
+: "${SOURCE_DIR:?clone: SOURCE_DIR is not set}"
+: "${RESULT_COMMIT:?clone: RESULT_COMMIT is not set}"
+
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+
+# The shared volume may be owned by another UID than the one running git.
+export GIT_CONFIG_COUNT=2
+export GIT_CONFIG_KEY_0=safe.directory GIT_CONFIG_VALUE_0='*'
+export GIT_CONFIG_KEY_1=advice.detachedHead GIT_CONFIG_VALUE_1=false
+export GIT_TERMINAL_PROMPT=0
+
+if [[ -n "${GIT_SECRET_DIR:-}" ]]; then
+  if [[ -f "$GIT_SECRET_DIR/ssh-privatekey" ]]; then
+    # ssh refuses a key readable by others; the Secret volume is not ours to chmod.
+    install -m 600 "$GIT_SECRET_DIR/ssh-privatekey" "$tmp/id"
+    if [[ -f "$GIT_SECRET_DIR/known_hosts" ]]; then
+      export GIT_SSH_COMMAND="ssh -i '$tmp/id' -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile='$GIT_SECRET_DIR/known_hosts'"
+    else
+      echo "clone: WARNING: the Git Secret has no known_hosts key; accepting the server's host key on first use" >&2
+      export GIT_SSH_COMMAND="ssh -i '$tmp/id' -o IdentitiesOnly=yes -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile='$tmp/known_hosts'"
+    fi
+    echo "clone: using the SSH key of the Git Secret"
+  elif [[ -f "$GIT_SECRET_DIR/password" ]]; then
+    # git asks GIT_ASKPASS for the user name and the password; the helper
+    # reads them from the Secret files, so they never appear in a URL or argv.
+    cat > "$tmp/askpass" <<'ASKPASS'
+#!/bin/sh
+case "$1" in
+  Username*) cat "$GIT_SECRET_DIR/username" ;;
+  *) cat "$GIT_SECRET_DIR/password" ;;
+esac
+ASKPASS
+    chmod 700 "$tmp/askpass"
+    export GIT_ASKPASS="$tmp/askpass" GIT_SECRET_DIR
+    echo "clone: using the basic-auth credentials of the Git Secret"
+  else
+    fail "the Git Secret mounted at $GIT_SECRET_DIR has neither ssh-privatekey (kubernetes.io/ssh-auth) nor username/password (kubernetes.io/basic-auth) keys"
+  fi
+fi
+
+mkdir -p "$SOURCE_DIR"
+# Empty it (it is a mount point, it cannot be removed); no find(1) in minimal images.
+shopt -s dotglob nullglob
+rm -rf -- "$SOURCE_DIR"/*
+shopt -u dotglob nullglob
+cd "$SOURCE_DIR"
+git init -q .
+git remote add origin "$GIT_URL"
+
+echo "clone: fetching $GIT_REVISION from $GIT_URL"
+if git fetch -q --depth=1 origin "$GIT_REVISION" 2>"$tmp/shallow.err"; then
+  git checkout -q --detach FETCH_HEAD
+else
+  # A short SHA, or a server that refuses to serve a commit by SHA: fetch
+  # every branch and tag and resolve the revision locally.
+  echo "clone: shallow fetch of $GIT_REVISION failed ($(head -n1 "$tmp/shallow.err")); fetching all branches and tags"
+  git fetch -q --tags origin '+refs/heads/*:refs/remotes/origin/*' ||
+    fail "cannot fetch $GIT_URL: check the URL and, for a private repository, spec.source.git.secretRef"
+  resolved=""
+  for ref in "refs/remotes/origin/$GIT_REVISION" "refs/tags/$GIT_REVISION" "$GIT_REVISION"; do
+    if git rev-parse -q --verify "$ref^{commit}" > "$tmp/resolved"; then
+      resolved="$(cat "$tmp/resolved")"
+      break
+    fi
+  done
+  [[ -n "$resolved" ]] || fail "revision $GIT_REVISION not found in $GIT_URL"
+  git checkout -q --detach "$resolved"
+fi
+
+if [[ -f .gitmodules ]]; then
+  echo "clone: updating submodules"
+  git submodule update -q --init --recursive --depth=1
+fi
+
+commit="$(git rev-parse HEAD)"
+printf '%s' "$commit" > "$RESULT_COMMIT"
+echo "clone: checked out $commit"

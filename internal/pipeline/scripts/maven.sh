@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# maven: run the Maven goals once; the JVM bytecode is architecture-neutral and
+# every platform's build task packages the same target/ directory.
+#
+# Environment (declared by the generated step):
+#   SOURCE_DIR          the shared clone (target/ is written into it)
+#   CONTEXT_DIR         directory of pom.xml, relative to the repository root
+#   MAVEN_REPO          local repository kept on the shared volume across runs
+#   MAVEN_SETTINGS_DIR  optional: mounted Secret holding settings.xml
+# Arguments: the goals (spec.strategy.maven.goals), one argument each.
+set -Eeuo pipefail
+trap 'rc=$?; echo "maven: FAILED (exit $rc) at line $LINENO: $BASH_COMMAND" >&2; exit $rc' ERR
+
+fail() { echo "maven: ERROR: $*" >&2; exit 1; }
+
+: "${SOURCE_DIR:?maven: SOURCE_DIR is not set}"
+: "${CONTEXT_DIR:?maven: CONTEXT_DIR is not set}"
+: "${MAVEN_REPO:?maven: MAVEN_REPO is not set}"
+(($# > 0)) || fail "no goals given"
+
+cd "$SOURCE_DIR/$CONTEXT_DIR" 2>/dev/null || fail "directory $CONTEXT_DIR (spec.source.contextDir) not found in the sources"
+[[ -f pom.xml ]] || echo "maven: WARNING: no pom.xml in $CONTEXT_DIR" >&2
+
+opts=(--batch-mode --no-transfer-progress "-Dmaven.repo.local=$MAVEN_REPO")
+if [[ -n "${MAVEN_SETTINGS_DIR:-}" ]]; then
+  [[ -f "$MAVEN_SETTINGS_DIR/settings.xml" ]] ||
+    fail "the Secret of spec.strategy.maven.settingsSecretRef has no settings.xml key"
+  opts+=(-s "$MAVEN_SETTINGS_DIR/settings.xml")
+fi
+command -v mvn >/dev/null || fail "mvn not found in the Maven image (spec.strategy.maven.image)"
+mkdir -p "$MAVEN_REPO"
+echo "maven: running mvn $* in $CONTEXT_DIR"
+mvn "${opts[@]}" "$@"
+echo "maven: done"

@@ -1,0 +1,708 @@
+package pipeline
+
+import (
+	"fmt"
+	"path"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/multiarch-build/multiarch-build-operator/api/v1alpha1"
+	tektonv1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	corev1 "k8s.io/api/core/v1"
+)
+
+func mustGenerate(t *testing.T, in Input) *tektonv1.PipelineRun {
+	t.Helper()
+	pr, err := Generate(in)
+	if err != nil {
+		t.Fatalf("Generate: %v", err)
+	}
+	return pr
+}
+
+func withPlatforms(b *v1alpha1.MultiArchBuild, ps ...v1alpha1.Platform) *v1alpha1.MultiArchBuild {
+	b.Spec.Platforms = ps
+	return b
+}
+
+// allTasks returns the tasks and finally tasks.
+func allTasks(pr *tektonv1.PipelineRun) []tektonv1.PipelineTask {
+	return append(append([]tektonv1.PipelineTask(nil), pr.Spec.PipelineSpec.Tasks...), pr.Spec.PipelineSpec.Finally...)
+}
+
+func TestTasksAndTheirOrderForEachStrategy(t *testing.T) {
+	two := []v1alpha1.Platform{v1alpha1.PlatformLinuxAMD64, v1alpha1.PlatformLinuxARM64}
+	for _, tc := range []struct {
+		name     string
+		build    *v1alpha1.MultiArchBuild
+		runAfter map[string][]string // task -> runAfter, in pipeline order
+	}{
+		{
+			name:  "Containerfile: arch builds in parallel right after clone, push after all builds",
+			build: withPlatforms(htopBuild(), two...),
+			runAfter: map[string][]string{
+				"clone":       nil,
+				"build-amd64": {"clone"},
+				"build-arm64": {"clone"},
+				"push":        {"build-amd64", "build-arm64"},
+			},
+		},
+		{
+			name:  "NodeJS: one install per arch after clone, each arch's build after its own install",
+			build: withPlatforms(nodejsBuild(), two...),
+			runAfter: map[string][]string{
+				"clone":         nil,
+				"install-amd64": {"clone"},
+				"build-amd64":   {"install-amd64"},
+				"install-arm64": {"clone"},
+				"build-arm64":   {"install-arm64"},
+				"push":          {"build-amd64", "build-arm64"},
+			},
+		},
+		{
+			name:  "Maven: mvn once after clone, every arch build after it",
+			build: withPlatforms(quarkusBuild(), two...),
+			runAfter: map[string][]string{
+				"clone":       nil,
+				"maven":       {"clone"},
+				"build-amd64": {"maven"},
+				"build-arm64": {"maven"},
+				"push":        {"build-amd64", "build-arm64"},
+			},
+		},
+		{
+			name:  "Containerfile with all four platforms",
+			build: withPlatforms(htopBuild(), allPlatforms...),
+			runAfter: map[string][]string{
+				"clone":         nil,
+				"build-amd64":   {"clone"},
+				"build-arm64":   {"clone"},
+				"build-ppc64le": {"clone"},
+				"build-s390x":   {"clone"},
+				"push":          {"build-amd64", "build-arm64", "build-ppc64le", "build-s390x"},
+			},
+		},
+		{
+			name:  "a single platform still gets a manifest list",
+			build: withPlatforms(htopBuild(), v1alpha1.PlatformLinuxARM64),
+			runAfter: map[string][]string{
+				"clone":       nil,
+				"build-arm64": {"clone"},
+				"push":        {"build-arm64"},
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pr := mustGenerate(t, input(tc.build))
+			got := map[string][]string{}
+			for _, pt := range pr.Spec.PipelineSpec.Tasks {
+				got[pt.Name] = pt.RunAfter
+			}
+			if diff := cmp.Diff(tc.runAfter, got); diff != "" {
+				t.Errorf("tasks and runAfter (-want +got):\n%s", diff)
+			}
+			var finally []string
+			for _, pt := range pr.Spec.PipelineSpec.Finally {
+				finally = append(finally, pt.Name)
+			}
+			if diff := cmp.Diff([]string{"cleanup"}, finally); diff != "" {
+				t.Errorf("finally (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// mountOf is where a step's path lives on the shared volume: the subPath of
+// the mount holding it plus the rest of the path.
+func sharedPath(step tektonv1.Step, p string) (string, bool) {
+	best := ""
+	var rel string
+	for _, vm := range step.VolumeMounts {
+		if vm.Name != volShared {
+			continue
+		}
+		if (p == vm.MountPath || strings.HasPrefix(p, vm.MountPath+"/")) && len(vm.MountPath) > len(best) {
+			best = vm.MountPath
+			rel = path.Join(vm.SubPath, strings.TrimPrefix(p, vm.MountPath))
+		}
+	}
+	return rel, best != ""
+}
+
+// The seed's x86_64 build packaged the aarch64 copy of the NodeJS sources.
+// Here every arch-bound task mounts only its own arch directory of the run
+// (and the shared clone read-only, and caches), so the mistake cannot be made:
+// build-<arch> of NodeJS does not even see the shared clone.
+func TestEachArchReadsAndWritesOnlyItsOwnDirectories(t *testing.T) {
+	for strategy, sample := range sampleBuilds {
+		t.Run(string(strategy), func(t *testing.T) {
+			pr := mustGenerate(t, input(withPlatforms(sample(), allPlatforms...)))
+			run := RunDir(pr.Name)
+			for _, pt := range allTasks(pr) {
+				arch := pt.TaskSpec.Metadata.Labels[LabelArch]
+				for _, step := range pt.TaskSpec.Steps {
+					for _, vm := range step.VolumeMounts {
+						if vm.Name != volShared {
+							continue
+						}
+						if vm.SubPath == "" {
+							t.Errorf("%s mounts the whole shared volume at %s: every mount needs a subPath", pt.Name, vm.MountPath)
+						}
+						if arch == "" {
+							continue
+						}
+						own := run + "/arch/" + arch
+						switch {
+						case vm.SubPath == own:
+						case vm.SubPath == run+"/source":
+							if !vm.ReadOnly {
+								t.Errorf("%s mounts the shared clone read-write: an arch task must not change what other arches read", pt.Name)
+							}
+							if strategy == v1alpha1.StrategyNodeJS && strings.HasPrefix(pt.Name, "build-") {
+								t.Errorf("%s (NodeJS) mounts the shared clone: it must build from its own copy only", pt.Name)
+							}
+						case strings.HasPrefix(vm.SubPath, "cache/"):
+						default:
+							t.Errorf("%s (arch %s) mounts %s, outside its own directory %s", pt.Name, arch, vm.SubPath, own)
+						}
+					}
+					// Every path the step is told about resolves inside its mounts.
+					for _, e := range step.Env {
+						if !strings.HasPrefix(e.Value, "/workspace/") {
+							continue
+						}
+						rel, ok := sharedPath(step, e.Value)
+						if !ok {
+							continue // a secret or another volume
+						}
+						if arch != "" && !strings.HasPrefix(rel, run+"/arch/"+arch) && rel != run+"/source" && !strings.HasPrefix(rel, "cache/") {
+							t.Errorf("%s env %s=%s resolves to %s, outside arch %s's directory", pt.Name, e.Name, e.Value, rel, arch)
+						}
+					}
+				}
+			}
+
+			// What each build reads and writes, spelled out.
+			for _, pl := range allPlatforms {
+				arch := pl.Arch()
+				step := taskNamed(t, pr, BuildTaskName(arch)).TaskSpec.Steps[0]
+				src, _ := sharedPath(step, envOf(step, "SOURCE_DIR"))
+				archive, _ := sharedPath(step, envOf(step, "ARCHIVE"))
+				wantSrc := run + "/source"
+				if strategy == v1alpha1.StrategyNodeJS {
+					wantSrc = run + "/arch/" + arch + "/source"
+				}
+				if src != wantSrc {
+					t.Errorf("build-%s reads sources from %q, want %q", arch, src, wantSrc)
+				}
+				if want := run + "/arch/" + arch + "/image.tar"; archive != want {
+					t.Errorf("build-%s writes its archive to %q, want %q", arch, archive, want)
+				}
+				if strategy == v1alpha1.StrategyNodeJS {
+					inst := taskNamed(t, pr, InstallTaskName(arch)).TaskSpec.Steps[0]
+					work, _ := sharedPath(inst, envOf(inst, "WORK_DIR"))
+					if work != wantSrc {
+						t.Errorf("install-%s installs into %q but build-%s reads %q", arch, work, arch, wantSrc)
+					}
+				}
+				// push reads exactly the archive build-<arch> wrote.
+				push := taskNamed(t, pr, TaskPush).TaskSpec.Steps[0]
+				if got, _ := sharedPath(push, envOf(push, "ARCHIVE_"+strings.ToUpper(arch))); got != archive {
+					t.Errorf("push reads the %s archive from %q, build-%s writes %q", arch, got, arch, archive)
+				}
+			}
+		})
+	}
+}
+
+// Tekton's affinity assistant pins all tasks sharing a PVC workspace to one
+// node; a multi-arch build can never satisfy that. The PVC must be a task
+// volume, never a workspace binding.
+func TestSharedVolumeIsATaskVolumeNeverAPVCWorkspace(t *testing.T) {
+	for strategy, sample := range sampleBuilds {
+		t.Run(string(strategy), func(t *testing.T) {
+			in := input(withPlatforms(sample(), allPlatforms...))
+			pr := mustGenerate(t, in)
+			for _, ws := range pr.Spec.Workspaces {
+				t.Errorf("PipelineRun binds workspace %q (PVC %v, template %v)", ws.Name, ws.PersistentVolumeClaim, ws.VolumeClaimTemplate)
+			}
+			if n := len(pr.Spec.PipelineSpec.Workspaces); n != 0 {
+				t.Errorf("pipelineSpec declares %d workspaces", n)
+			}
+			for _, pt := range allTasks(pr) {
+				if len(pt.Workspaces) != 0 || len(pt.TaskSpec.Workspaces) != 0 {
+					t.Errorf("task %s uses workspaces", pt.Name)
+				}
+				v := volumeOf(pt.TaskSpec.TaskSpec, volShared)
+				if v == nil || v.PersistentVolumeClaim == nil || v.PersistentVolumeClaim.ClaimName != in.WorkspaceClaim {
+					t.Errorf("task %s: want volume %q = PVC %q, got %+v", pt.Name, volShared, in.WorkspaceClaim, v)
+				}
+				for _, vol := range pt.TaskSpec.Volumes {
+					if vol.PersistentVolumeClaim != nil && vol.Name != volShared {
+						t.Errorf("task %s has another PVC volume %s", pt.Name, vol.Name)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestArchTasksArePinnedToTheirArchitecture(t *testing.T) {
+	s := testSettings()
+	s.Tolerations["s390x"] = []corev1.Toleration{{Key: "ibm", Operator: corev1.TolerationOpExists}}
+	for strategy, sample := range sampleBuilds {
+		t.Run(string(strategy), func(t *testing.T) {
+			pr := mustGenerate(t, Input{Build: withPlatforms(sample(), allPlatforms...), Settings: s, WorkspaceClaim: "ws"})
+			specs := map[string]tektonv1.PipelineTaskRunSpec{}
+			for _, trs := range pr.Spec.TaskRunSpecs {
+				if _, dup := specs[trs.PipelineTaskName]; dup {
+					t.Errorf("two taskRunSpecs for %s", trs.PipelineTaskName)
+				}
+				specs[trs.PipelineTaskName] = trs
+			}
+			for _, pt := range allTasks(pr) {
+				arch := pt.TaskSpec.Metadata.Labels[LabelArch]
+				trs, pinned := specs[pt.Name]
+				bound := strings.HasPrefix(pt.Name, "build-") || strings.HasPrefix(pt.Name, "install-")
+				if bound != (arch != "") {
+					t.Errorf("task %s: label %s=%q", pt.Name, LabelArch, arch)
+				}
+				if !bound {
+					if pinned {
+						t.Errorf("task %s is not arch-bound but has a taskRunSpec", pt.Name)
+					}
+					continue
+				}
+				if !strings.HasSuffix(pt.Name, "-"+arch) {
+					t.Errorf("task %s labelled arch %s", pt.Name, arch)
+				}
+				if !pinned || trs.PodTemplate == nil {
+					t.Fatalf("arch task %s has no podTemplate", pt.Name)
+				}
+				if diff := cmp.Diff(map[string]string{"kubernetes.io/arch": arch}, trs.PodTemplate.NodeSelector); diff != "" {
+					t.Errorf("%s nodeSelector (-want +got):\n%s", pt.Name, diff)
+				}
+				if diff := cmp.Diff(s.Tolerations[arch], trs.PodTemplate.Tolerations); diff != "" {
+					t.Errorf("%s tolerations (-want +got):\n%s", pt.Name, diff)
+				}
+				// The platform comes from the task, never from the node (uname -m).
+				if got, want := envOf(pt.TaskSpec.Steps[0], "PLATFORM"), "linux/"+arch; got != want {
+					t.Errorf("%s PLATFORM = %q, want %q", pt.Name, got, want)
+				}
+			}
+			if len(specs) != len(allPlatforms)*map[bool]int{true: 2, false: 1}[strategy == v1alpha1.StrategyNodeJS] {
+				t.Errorf("unexpected taskRunSpecs: %v", keys(specs))
+			}
+		})
+	}
+}
+
+func TestScriptsNeverAskTheNodeForThePlatform(t *testing.T) {
+	askNode := regexp.MustCompile(`\buname\b|\$\(arch\)|\barch\s*$|--print-architecture|\bGOARCH\b`)
+	for name, script := range map[string]string{"build": scriptBuild, "install": scriptInstall, "push": scriptPush} {
+		for i, line := range strings.Split(script, "\n") {
+			if strings.HasPrefix(strings.TrimSpace(line), "#") {
+				continue
+			}
+			if askNode.MatchString(line) {
+				t.Errorf("%s.sh line %d asks the node for its architecture: %q; the platform must come from PLATFORM", name, i+1, line)
+			}
+		}
+	}
+	if !strings.Contains(scriptBuild, `--platform "$PLATFORM"`) {
+		t.Error(`build.sh must run buildah build --platform "$PLATFORM"`)
+	}
+}
+
+func TestBuildahStepsRunWithVFSChrootEmptyDirAndSETFCAP(t *testing.T) {
+	pr := mustGenerate(t, input(withPlatforms(nodejsBuild(), allPlatforms...)))
+	n := 0
+	for _, pt := range allTasks(pr) {
+		for _, step := range pt.TaskSpec.Steps {
+			if step.Script != scriptBuild && step.Script != scriptPush {
+				continue
+			}
+			n++
+			if envOf(step, "STORAGE_DRIVER") != "vfs" || envOf(step, "BUILDAH_ISOLATION") != "chroot" {
+				t.Errorf("%s: STORAGE_DRIVER=%q BUILDAH_ISOLATION=%q", pt.Name, envOf(step, "STORAGE_DRIVER"), envOf(step, "BUILDAH_ISOLATION"))
+			}
+			var storage *corev1.VolumeMount
+			for i := range step.VolumeMounts {
+				if step.VolumeMounts[i].MountPath == "/var/lib/containers" {
+					storage = &step.VolumeMounts[i]
+				}
+			}
+			if storage == nil {
+				t.Errorf("%s: /var/lib/containers is not mounted", pt.Name)
+			} else if v := volumeOf(pt.TaskSpec.TaskSpec, storage.Name); v == nil || v.EmptyDir == nil {
+				t.Errorf("%s: /var/lib/containers is not an emptyDir: %+v", pt.Name, v)
+			}
+			sc := step.SecurityContext
+			if sc == nil || sc.Capabilities == nil || len(sc.Capabilities.Add) != 1 || sc.Capabilities.Add[0] != "SETFCAP" {
+				t.Errorf("%s: securityContext %+v, want capabilities add [SETFCAP]", pt.Name, sc)
+			}
+			if sc != nil && sc.Privileged != nil && *sc.Privileged {
+				t.Errorf("%s runs privileged", pt.Name)
+			}
+			if step.Image != testSettings().BuilderImage {
+				t.Errorf("%s image %s", pt.Name, step.Image)
+			}
+		}
+	}
+	if n != len(allPlatforms)+1 {
+		t.Errorf("found %d buildah steps, want %d", n, len(allPlatforms)+1)
+	}
+}
+
+func TestSecretsAreMountedOnlyWhereNeeded(t *testing.T) {
+	b := withPlatforms(quarkusBuild(), v1alpha1.PlatformLinuxAMD64, v1alpha1.PlatformLinuxARM64)
+	b.Spec.Source.Git.SecretRef = &corev1.LocalObjectReference{Name: "git-auth"}
+	b.Spec.Strategy.Maven.SettingsSecretRef = &corev1.LocalObjectReference{Name: "m2"}
+	pr := mustGenerate(t, input(b))
+	got := map[string][]string{}
+	for _, pt := range allTasks(pr) {
+		for _, v := range pt.TaskSpec.Volumes {
+			if v.Secret != nil {
+				got[pt.Name] = append(got[pt.Name], v.Secret.SecretName)
+				if v.Secret.Optional != nil && *v.Secret.Optional {
+					t.Errorf("%s: Secret %s is optional: a missing Secret must stop the task", pt.Name, v.Secret.SecretName)
+				}
+			}
+		}
+	}
+	want := map[string][]string{"clone": {"git-auth"}, "maven": {"m2"}, "push": {"quay-authentication"}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Secrets by task (-want +got):\n%s", diff)
+	}
+	for task, envName := range map[string]string{"clone": "GIT_SECRET_DIR", "maven": "MAVEN_SETTINGS_DIR", "push": "REGISTRY_AUTH_DIR"} {
+		step := taskNamed(t, pr, task).TaskSpec.Steps[0]
+		dir := envOf(step, envName)
+		found := false
+		for _, vm := range step.VolumeMounts {
+			found = found || (vm.MountPath == dir && vm.ReadOnly)
+		}
+		if !found {
+			t.Errorf("%s: %s=%q is not a read-only mount", task, envName, dir)
+		}
+	}
+
+	// Without Secrets, the variables are empty and nothing is mounted.
+	b.Spec.Source.Git.SecretRef, b.Spec.Strategy.Maven.SettingsSecretRef, b.Spec.Output.PushSecretRef = nil, nil, nil
+	pr = mustGenerate(t, input(b))
+	for _, pt := range allTasks(pr) {
+		for _, v := range pt.TaskSpec.Volumes {
+			if v.Secret != nil {
+				t.Errorf("%s mounts Secret %s", pt.Name, v.Secret.SecretName)
+			}
+		}
+	}
+}
+
+func TestCachesLiveOutsideTheRunDirectory(t *testing.T) {
+	for _, tc := range []struct {
+		build func() *v1alpha1.MultiArchBuild
+		task  string
+		env   string
+		want  string
+	}{
+		{nodejsBuild, InstallTaskName("arm64"), "NPM_CONFIG_CACHE", "cache/npm"},
+		{quarkusBuild, TaskMaven, "MAVEN_REPO", "cache/m2/repository"},
+	} {
+		pr := mustGenerate(t, input(tc.build()))
+		step := taskNamed(t, pr, tc.task).TaskSpec.Steps[0]
+		got, ok := sharedPath(step, envOf(step, tc.env))
+		if !ok || got != tc.want {
+			t.Errorf("%s %s on the shared volume = %q, want %q", tc.task, tc.env, got, tc.want)
+		}
+	}
+	// cleanup removes runs/<run> and nothing else.
+	pr := mustGenerate(t, input(nodejsBuild()))
+	step := taskNamed(t, pr, TaskCleanup).TaskSpec.Steps[0]
+	runs, _ := sharedPath(step, envOf(step, "RUNS_DIR"))
+	if got := runs + "/" + envOf(step, "RUN_NAME"); got != RunDir(pr.Name) {
+		t.Errorf("cleanup removes %q, want %q", got, RunDir(pr.Name))
+	}
+}
+
+func TestPipelineResultsReexportDigestsAndCommit(t *testing.T) {
+	pr := mustGenerate(t, input(withPlatforms(htopBuild(), v1alpha1.PlatformLinuxAMD64, v1alpha1.PlatformLinuxS390X)))
+	got := map[string]string{}
+	for _, r := range pr.Spec.PipelineSpec.Results {
+		got[r.Name] = r.Value.StringVal
+	}
+	want := map[string]string{
+		ResultImageDigest:         "$(tasks.push.results.IMAGE_DIGEST)",
+		ResultImageURL:            "$(tasks.push.results.IMAGE_URL)",
+		ResultCommit:              "$(tasks.clone.results.COMMIT)",
+		ArchDigestResult("amd64"): "$(tasks.push.results.IMAGE_DIGEST_AMD64)",
+		ArchDigestResult("s390x"): "$(tasks.push.results.IMAGE_DIGEST_S390X)",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("pipeline results (-want +got):\n%s", diff)
+	}
+	// Every referenced task result is declared and written by the script.
+	for _, r := range pr.Spec.PipelineSpec.Results {
+		parts := strings.Split(strings.Trim(r.Value.StringVal, "$()"), ".")
+		task := taskNamed(t, pr, parts[1])
+		declared := false
+		for _, tr := range task.TaskSpec.Results {
+			declared = declared || tr.Name == parts[3]
+		}
+		if !declared {
+			t.Errorf("result %s: task %s declares no result %s", r.Name, parts[1], parts[3])
+		}
+		if envOf(task.TaskSpec.Steps[0], "RESULT_"+parts[3]) != "$(results."+parts[3]+".path)" {
+			t.Errorf("result %s: the %s step is not given RESULT_%s", r.Name, parts[1], parts[3])
+		}
+	}
+}
+
+// Spec values reach the steps only through params, env and args: every script
+// is one of the embedded files, byte for byte, and holds no Tekton variable
+// (Tekton substitutes variables into script text before running it).
+func TestStepScriptsAreTheEmbeddedFilesWithoutTektonVariables(t *testing.T) {
+	embedded := map[string]bool{scriptClone: true, scriptInstall: true, scriptMaven: true, scriptBuild: true, scriptPush: true, scriptCleanup: true}
+	for name, s := range map[string]string{"clone": scriptClone, "install": scriptInstall, "maven": scriptMaven, "build": scriptBuild, "push": scriptPush, "cleanup": scriptCleanup} {
+		if anyRef.MatchString(s) {
+			t.Errorf("%s.sh contains a Tekton variable reference: %s", name, anyRef.FindString(s))
+		}
+		if !strings.HasPrefix(s, "#!/usr/bin/env bash\n") || !strings.Contains(s, "set -Eeuo pipefail") || !strings.Contains(s, "trap ") {
+			t.Errorf("%s.sh must start with #!/usr/bin/env bash, set -Eeuo pipefail and trap failures", name)
+		}
+	}
+	for strategy, sample := range sampleBuilds {
+		pr := mustGenerate(t, input(sample()))
+		for _, pt := range allTasks(pr) {
+			for _, step := range pt.TaskSpec.Steps {
+				if !embedded[step.Script] {
+					t.Errorf("%s %s step %s: script is not one of the embedded files", strategy, pt.Name, step.Name)
+				}
+				if len(step.Command) != 0 {
+					t.Errorf("%s %s: command %v set next to script", strategy, pt.Name, step.Command)
+				}
+			}
+		}
+	}
+}
+
+func TestDefaultsAreAppliedWhenFieldsAreEmpty(t *testing.T) {
+	s := testSettings()
+	for _, tc := range []struct {
+		name  string
+		spec  v1alpha1.StrategySpec
+		check func(t *testing.T, pr *tektonv1.PipelineRun)
+	}{
+		{"Containerfile", v1alpha1.StrategySpec{}, func(t *testing.T, pr *tektonv1.PipelineRun) {
+			for name, want := range map[string]string{paramGitRevision: "main", paramContextDir: ".", paramContainerfile: "Containerfile", paramImage: "quay.io/team/app:latest", paramRepository: "quay.io/team/app"} {
+				if got := runParam(pr, name).StringVal; got != want {
+					t.Errorf("param %s = %q, want %q", name, got, want)
+				}
+			}
+		}},
+		{"NodeJS", v1alpha1.StrategySpec{Type: v1alpha1.StrategyNodeJS}, func(t *testing.T, pr *tektonv1.PipelineRun) {
+			if img := taskNamed(t, pr, "install-amd64").TaskSpec.Steps[0].Image; img != s.NodeJSImage {
+				t.Errorf("install image %s, want the operator's %s", img, s.NodeJSImage)
+			}
+			if got := runParam(pr, paramInstall); got.Type != tektonv1.ParamTypeArray || len(got.ArrayVal) != 0 {
+				t.Errorf("INSTALL_COMMAND = %+v, want an empty array (the script picks npm ci or npm install)", got)
+			}
+		}},
+		{"Maven", v1alpha1.StrategySpec{Type: v1alpha1.StrategyMaven}, func(t *testing.T, pr *tektonv1.PipelineRun) {
+			if img := taskNamed(t, pr, TaskMaven).TaskSpec.Steps[0].Image; img != s.MavenImage {
+				t.Errorf("maven image %s, want the operator's %s", img, s.MavenImage)
+			}
+			if diff := cmp.Diff([]string{"package", "-DskipTests"}, runParam(pr, paramGoals).ArrayVal); diff != "" {
+				t.Errorf("goals (-want +got):\n%s", diff)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := &v1alpha1.MultiArchBuild{}
+			b.Name, b.Namespace = "app", "ns"
+			b.Spec.Source.Git.URL = "https://example.com/app.git"
+			b.Spec.Output.Image = "quay.io/team/app"
+			b.Spec.Strategy = tc.spec
+			pr := mustGenerate(t, Input{Build: b, Settings: s, WorkspaceClaim: "ws"})
+			var platforms []string
+			for _, pt := range pr.Spec.PipelineSpec.Tasks {
+				if strings.HasPrefix(pt.Name, "build-") {
+					platforms = append(platforms, envOf(pt.TaskSpec.Steps[0], "PLATFORM"))
+				}
+			}
+			if diff := cmp.Diff([]string{"linux/amd64", "linux/arm64"}, platforms); diff != "" {
+				t.Errorf("default platforms (-want +got):\n%s", diff)
+			}
+			if pr.Spec.TaskRunTemplate.ServiceAccountName != s.ServiceAccountName {
+				t.Errorf("service account %q", pr.Spec.TaskRunTemplate.ServiceAccountName)
+			}
+			if got := taskNamed(t, pr, TaskPush).TaskSpec.Steps[0].Image; got != s.BuilderImage {
+				t.Errorf("builder image %q", got)
+			}
+			if got := pr.Spec.Timeouts.Pipeline.Duration.String(); got != "1h0m0s" {
+				t.Errorf("timeout %s", got)
+			}
+			if len(pr.OwnerReferences) != 0 {
+				t.Errorf("owner reference without a UID: %+v", pr.OwnerReferences)
+			}
+			tc.check(t, pr)
+		})
+	}
+}
+
+func TestSpecOverridesOfOperatorSettings(t *testing.T) {
+	b := htopBuild()
+	b.Spec.BuilderImage = "registry.example.com/tools/buildah:1.41@sha256:" + strings.Repeat("a", 64)
+	b.Spec.ServiceAccountName = "ci-bot"
+	b.Spec.Timeout.Duration = 90 * 60e9
+	pr := mustGenerate(t, input(b))
+	if pr.Spec.TaskRunTemplate.ServiceAccountName != "ci-bot" {
+		t.Errorf("service account %q", pr.Spec.TaskRunTemplate.ServiceAccountName)
+	}
+	for _, pt := range allTasks(pr) {
+		for _, step := range pt.TaskSpec.Steps {
+			if (step.Script == scriptBuild || step.Script == scriptPush || step.Script == scriptCleanup) && step.Image != b.Spec.BuilderImage {
+				t.Errorf("%s image %s", pt.Name, step.Image)
+			}
+		}
+	}
+	to := pr.Spec.Timeouts
+	if to.Pipeline.Duration.String() != "1h30m0s" || to.Finally.Duration.String() != "5m0s" || to.Tasks.Duration.String() != "1h25m0s" {
+		t.Errorf("timeouts pipeline=%s tasks=%s finally=%s", to.Pipeline.Duration, to.Tasks.Duration, to.Finally.Duration)
+	}
+	b.Spec.Timeout.Duration = 10 * 60e9
+	to = mustGenerate(t, input(b)).Spec.Timeouts
+	if to.Pipeline.Duration.String() != "10m0s" || to.Finally.Duration.String() != "1m0s" || to.Tasks.Duration.String() != "9m0s" {
+		t.Errorf("short timeout: pipeline=%s tasks=%s finally=%s", to.Pipeline.Duration, to.Tasks.Duration, to.Finally.Duration)
+	}
+}
+
+func TestSpecValuesTravelAsParamsAndArguments(t *testing.T) {
+	b := withPlatforms(nodejsBuild(), v1alpha1.PlatformLinuxARM64)
+	b.Spec.Strategy.BuildArgs = []v1alpha1.BuildArg{{Name: "A", Value: "x y"}, {Name: "B", Value: "$(id) ; rm -rf / `x` $HOME"}}
+	b.Spec.Strategy.NodeJS.InstallCommand = "npm install --omit=dev --no-audit"
+	pr := mustGenerate(t, input(b))
+	if diff := cmp.Diff([]string{"A=x y", "B=$(id) ; rm -rf / `x` $HOME"}, runParam(pr, paramBuildArgs).ArrayVal); diff != "" {
+		t.Errorf("BUILD_ARGS (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"npm", "install", "--omit=dev", "--no-audit"}, runParam(pr, paramInstall).ArrayVal); diff != "" {
+		t.Errorf("INSTALL_COMMAND (-want +got):\n%s", diff)
+	}
+	if args := taskNamed(t, pr, "build-arm64").TaskSpec.Steps[0].Args; !cmp.Equal(args, []string{"$(params.BUILD_ARGS[*])"}) {
+		t.Errorf("build args passed as %v", args)
+	}
+	if args := taskNamed(t, pr, "install-arm64").TaskSpec.Steps[0].Args; !cmp.Equal(args, []string{"$(params.INSTALL_COMMAND[*])"}) {
+		t.Errorf("install command passed as %v", args)
+	}
+}
+
+func TestRunNameIsDeterministicShortAndDistinct(t *testing.T) {
+	mk := func(name string, gen int64, token string) *v1alpha1.MultiArchBuild {
+		b := &v1alpha1.MultiArchBuild{}
+		b.Name, b.Generation = name, gen
+		if token != "" {
+			b.Annotations = map[string]string{v1alpha1.RebuildAnnotation: token}
+		}
+		return b
+	}
+	long := strings.Repeat("a", 253)
+	seen := map[string]string{}
+	for _, tc := range []struct {
+		name  string
+		gen   int64
+		token string
+	}{
+		{"htop", 1, ""}, {"htop", 2, ""}, {"htop", 2, "1700000000"}, {"htop", 2, "1700000001"},
+		{long, 1, ""}, {long, 2, ""}, {long[:252] + "b", 1, ""}, {"a-b", 12, ""}, {"a", 121, ""},
+		{strings.Repeat("x.", 40) + "y", 9223372036854775807, "any token, even with spaces / and : colons"},
+	} {
+		b := mk(tc.name, tc.gen, tc.token)
+		got := RunName(b)
+		if again := RunName(mk(tc.name, tc.gen, tc.token)); again != got {
+			t.Errorf("RunName not deterministic: %s then %s", got, again)
+		}
+		if len(got) > 63 {
+			t.Errorf("RunName(%q, %d) = %q: %d characters", tc.name, tc.gen, got, len(got))
+		}
+		if errs := dns1123Label(got); errs != "" {
+			t.Errorf("RunName %q is not a DNS label: %s", got, errs)
+		}
+		key := fmt.Sprintf("%s/%d/%s", tc.name, tc.gen, tc.token)
+		if prev, dup := seen[got]; dup {
+			t.Errorf("RunName collision: %q for %s and %s", got, prev, key)
+		}
+		seen[got] = key
+		if len(tc.name) < 40 && !strings.HasPrefix(got, fmt.Sprintf("%s-%d-", tc.name, tc.gen)) {
+			t.Errorf("RunName %q does not start with name-generation-", got)
+		}
+	}
+	if got := RunName(mk("htop", 2, "")); got != "htop-2-"+RunName(mk("htop", 2, ""))[7:] || len(got) != len("htop-2-")+5 {
+		t.Errorf("RunName(htop, 2) = %q", got)
+	}
+}
+
+func TestRunLabelsIdentifyTheBuild(t *testing.T) {
+	b := htopBuild()
+	b.Annotations = map[string]string{v1alpha1.RebuildAnnotation: "Tue Nov 26 2026 / rebuild please!"}
+	pr := mustGenerate(t, input(b))
+	l := pr.Labels
+	if l[LabelBuild] != "htop" || l[LabelGeneration] != "2" || l[LabelManagedBy] != ManagedBy {
+		t.Errorf("labels %v", l)
+	}
+	if tok := l[LabelRebuild]; len(tok) != 16 || strings.Trim(tok, "0123456789abcdef") != "" {
+		t.Errorf("rebuild-token label %q is not a short hash", tok)
+	}
+	if pr.Name != RunName(b) || pr.Namespace != b.Namespace {
+		t.Errorf("name %s/%s", pr.Namespace, pr.Name)
+	}
+	if len(pr.OwnerReferences) != 1 || pr.OwnerReferences[0].UID != b.UID || pr.OwnerReferences[0].Kind != "MultiArchBuild" ||
+		pr.OwnerReferences[0].Controller == nil || !*pr.OwnerReferences[0].Controller {
+		t.Errorf("owner references %+v", pr.OwnerReferences)
+	}
+	delete(b.Annotations, v1alpha1.RebuildAnnotation)
+	if _, ok := mustGenerate(t, input(b)).Labels[LabelRebuild]; ok {
+		t.Error("rebuild-token label set without a rebuild annotation")
+	}
+}
+
+// --- helpers -------------------------------------------------------------------
+
+func taskNamed(t *testing.T, pr *tektonv1.PipelineRun, name string) tektonv1.PipelineTask {
+	t.Helper()
+	for _, pt := range allTasks(pr) {
+		if pt.Name == name {
+			return pt
+		}
+	}
+	t.Fatalf("no task %s", name)
+	return tektonv1.PipelineTask{}
+}
+
+func envOf(step tektonv1.Step, name string) string {
+	for _, e := range step.Env {
+		if e.Name == name {
+			return e.Value
+		}
+	}
+	return ""
+}
+
+func runParam(pr *tektonv1.PipelineRun, name string) tektonv1.ParamValue {
+	for _, p := range pr.Spec.Params {
+		if p.Name == name {
+			return p.Value
+		}
+	}
+	return tektonv1.ParamValue{}
+}
+
+func keys[V any](m map[string]V) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
