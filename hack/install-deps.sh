@@ -6,20 +6,31 @@
 set -euo pipefail
 
 pkgs=(make git jq curl ca-certificates buildah skopeo docker-registry qemu-user-static binfmt-support
-      busybox-static uidmap fuse-overlayfs)
+      busybox-static uidmap)
+# npm: the machine's Node.js may already ship it (nodesource); Debian's otherwise.
+command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 if [ -f "$(dirname "$0")/cluster/packages.txt" ]; then
   # shellcheck disable=SC2207
   pkgs+=($(grep -v '^#' "$(dirname "$0")/cluster/packages.txt"))
+fi
+
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+# The build-script tests fetch Debian's busybox-static for arm64 (apt-get download).
+need_update=false
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  $SUDO dpkg --add-architecture arm64
+  need_update=true
 fi
 
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+if [ ${#missing[@]} -gt 0 ] || $need_update; then
+  $SUDO apt-get update -qq
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}"
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
