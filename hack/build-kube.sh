@@ -5,6 +5,7 @@
 #
 #   hack/build-kube.sh                      # kube-apiserver + etcd (envtest)
 #   hack/build-kube.sh kube-apiserver kube-scheduler kube-controller-manager kubelet etcd
+#   hack/build-kube.sh kubectl              # also supported (the local cluster uses it when none is installed)
 set -euo pipefail
 
 KUBE_VERSION="${KUBE_VERSION:-v1.35.4}"
@@ -75,7 +76,7 @@ kube=()
 for b in "${want[@]}"; do
   case "$b" in
     etcd) build_etcd; ln -sf "${ETCD_DIR}/etcd" "${BIN}/etcd" ;;
-    kube-apiserver|kube-controller-manager|kube-scheduler|kubelet) kube+=("$b") ;;
+    kube-apiserver|kube-controller-manager|kube-scheduler|kubelet|kubectl) kube+=("$b") ;;
     *) log "unknown binary $b"; exit 2 ;;
   esac
 done

@@ -1,0 +1,24 @@
+# Local two-architecture cluster, demo and end-to-end tests (hack/cluster).
+# Included from the Makefile:  include hack/cluster/demo.mk
+
+##@ Local cluster
+
+.PHONY: demo
+demo: ## Build what is missing, start the local amd64+arm64 cluster, run the operator, build the sample and print the pushed image.
+	hack/cluster/demo.sh
+
+.PHONY: demo-down
+demo-down: ## Stop the local cluster and the operator (by PID; state and caches are kept).
+	hack/cluster/down.sh
+
+.PHONY: cluster-up
+cluster-up: ## Start the local cluster only (etcd, control plane, Tekton, two nodes, registry, git server).
+	hack/cluster/up.sh
+
+.PHONY: cluster-down
+cluster-down: demo-down ## Same as demo-down.
+
+.PHONY: test-e2e
+test-e2e: ## End-to-end tests: real builds on the local cluster (starts and stops it unless it is already up).
+	hack/cluster/build.sh
+	go test -tags e2e ./test/e2e/ -v -count=1 -parallel 3 -timeout 40m
