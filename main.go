@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"flag"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	buildv1alpha1 "github.com/multiarch-build/multiarch-build-operator/api/v1alpha1"
+	"github.com/multiarch-build/multiarch-build-operator/controllers"
 	"github.com/multiarch-build/multiarch-build-operator/internal/settings"
 )
 
@@ -84,6 +86,7 @@ func main() {
 
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                 scheme,
+		Cache:                  controllers.CacheOptions(),
 		Metrics:                metricsOpts,
 		HealthProbeBindAddress: probeAddr,
 		LeaderElection:         enableLeaderElection,
@@ -117,7 +120,20 @@ func main() {
 
 // setupControllers registers every reconciler with the manager.
 func setupControllers(mgr ctrl.Manager, cfg settings.Settings) error {
-	_ = mgr
-	_ = cfg
+	capacity, err := controllers.NewClusterCapacity(mgr, cfg)
+	if err != nil {
+		return fmt.Errorf("capacity checker: %w", err)
+	}
+	if err := controllers.SetupCapacity(mgr, capacity); err != nil {
+		return fmt.Errorf("capacity controller: %w", err)
+	}
+	builds := &controllers.MultiArchBuildReconciler{
+		Settings:        cfg,
+		Capacity:        capacity,
+		CapacityWatches: capacity.BuildWatches(),
+	}
+	if err := builds.SetupWithManager(context.Background(), mgr); err != nil {
+		return fmt.Errorf("MultiArchBuild controller: %w", err)
+	}
 	return nil
 }

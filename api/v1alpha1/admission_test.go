@@ -175,6 +175,10 @@ var invalidCases = []admissionCase{
 	{"instance type for unknown arch", setTo("spec.capacity.instanceTypes", map[string]any{"mips": "m6g.2xlarge"}), "spec.capacity.instanceTypes"},
 	{"instance type malformed", setTo("spec.capacity.instanceTypes", map[string]any{"arm64": "m6g 2xlarge"}), "spec.capacity.instanceTypes"},
 	// other fields
+	{"name longer than a label value", func(o map[string]any) {
+		set(o, "metadata.name", strings.Repeat("a", 64))
+		del(o, "metadata.generateName")
+	}, "metadata.name"},
 	{"builderImage invalid", setTo("spec.builderImage", "buildah; rm -rf /"), "spec.builderImage"},
 	{"serviceAccountName invalid", setTo("spec.serviceAccountName", "Bad_Name"), "spec.serviceAccountName"},
 }

@@ -1,0 +1,104 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	tektonv1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+	"knative.dev/pkg/apis"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/multiarch-build/multiarch-build-operator/api/v1alpha1"
+	"github.com/multiarch-build/multiarch-build-operator/internal/pipeline"
+)
+
+// observeRun reports the current run: Succeeded, latestRun, per-platform
+// state and digests, and the pushed image.
+func (r *MultiArchBuildReconciler) observeRun(ctx context.Context, s *buildScope) error {
+	st := &s.build.Status
+	run := s.outcome.Run
+	if s.outcome.Deleted && st.LatestRun != nil && st.LatestRun.CompletionTime != nil {
+		// It finished before it was deleted: what it reported still holds.
+		return nil
+	}
+	if run != nil {
+		var list tektonv1.TaskRunList
+		if err := r.tekton.Reader().List(ctx, &list, client.InNamespace(run.Namespace),
+			client.MatchingLabels{"tekton.dev/pipelineRun": run.Name}); err != nil {
+			return fmt.Errorf("list TaskRuns of %s: %w", klog.KObj(run), err)
+		}
+		s.taskRuns = list.Items
+		s.outcome.FailedTask = failedTask(s.taskRuns)
+		st.LatestRun = &v1alpha1.RunReference{Name: run.Name, Generation: s.build.Generation,
+			StartTime: run.Status.StartTime, CompletionTime: run.Status.CompletionTime}
+		if err := r.findNodes(ctx, s); err != nil {
+			return err
+		}
+	}
+	succeeded := succeededCondition(s.outcome)
+	s.setCondition(succeeded)
+
+	var waiting map[v1alpha1.Platform]string
+	if s.capacity != nil {
+		waiting = s.capacity.Waiting
+	}
+	st.Platforms = platformStatuses(s.build, run, s.taskRuns, waiting, s.nodes)
+	if run != nil && succeeded.Status == metav1.ConditionTrue {
+		res := runResults(run)
+		if d := res[pipeline.ResultImageDigest]; d != "" {
+			st.Digest = d
+			st.Image = repository(s.build.Spec.Output.Image) + "@" + d
+		}
+		if c := res[pipeline.ResultCommit]; c != "" {
+			st.Revision = c
+		}
+	}
+	return nil
+}
+
+// findNodes records the node each architecture was built on. Tekton does
+// not put the node in TaskRun status, so it comes from the build pod: one
+// uncached GET of one pod per architecture and run (no pod cache), and only
+// until it is known: it is carried over from status afterwards.
+func (r *MultiArchBuildReconciler) findNodes(ctx context.Context, s *buildScope) error {
+	s.nodes = map[string]string{}
+	prev := map[string]string{}
+	if lr := s.before.LatestRun; lr != nil && lr.Name == s.outcome.Run.Name {
+		for _, p := range s.before.Platforms {
+			if p.NodeName != "" {
+				prev[p.Platform.Arch()] = p.NodeName
+			}
+		}
+	}
+	for _, tr := range s.taskRuns {
+		arch := tr.Labels[pipeline.LabelArch]
+		if arch == "" || s.nodes[arch] != "" {
+			continue
+		}
+		if n := prev[arch]; n != "" {
+			s.nodes[arch] = n
+			continue
+		}
+		if tr.Status.PodName == "" {
+			continue
+		}
+		if c := tr.Status.GetCondition(apis.ConditionSucceeded); c != nil && c.Reason == "Pending" {
+			continue
+		}
+		pod := &corev1.Pod{}
+		err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: tr.Namespace, Name: tr.Status.PodName}, pod)
+		switch {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			return fmt.Errorf("get build pod %s/%s: %w", tr.Namespace, tr.Status.PodName, err)
+		default:
+			s.nodes[arch] = pod.Spec.NodeName
+		}
+	}
+	return nil
+}

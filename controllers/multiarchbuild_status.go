@@ -1,0 +1,344 @@
+package controllers
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	tektonv1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"knative.dev/pkg/apis"
+
+	"github.com/multiarch-build/multiarch-build-operator/api/v1alpha1"
+	"github.com/multiarch-build/multiarch-build-operator/internal/pipeline"
+	"github.com/multiarch-build/multiarch-build-operator/internal/storage"
+)
+
+// Each function here decides one condition from observed values. They are
+// pure and table-tested; the reconciler only gathers their inputs.
+
+// flagPolicy is one check of Tekton's feature flags, in the style of
+// cert-manager's policy chains: failed is true when the flag breaks the
+// generated pipeline, and reason/message say why and how to fix it.
+type flagPolicy func(ff featureFlags) (reason, message string, failed bool)
+
+var flagPolicies = []flagPolicy{coschedulePolicy, inlineSpecPolicy}
+
+func coschedulePolicy(ff featureFlags) (string, string, bool) {
+	v := strings.TrimSpace(ff.Data["coschedule"])
+	switch v {
+	case "", "workspaces", "disabled":
+		return "", "", false
+	}
+	return v1alpha1.ReasonAffinityAssistantPins, fmt.Sprintf(
+		"Tekton feature flag coschedule=%q in ConfigMap %s/%s pins every task of a PipelineRun to one node, so a run can never use nodes of two architectures. Fix: %s",
+		v, ff.Namespace, featureFlagsName, flagFix(ff.Namespace, "coschedule", "workspaces")), true
+}
+
+func inlineSpecPolicy(ff featureFlags) (string, string, bool) {
+	var blocked []string
+	for _, kind := range strings.Split(ff.Data["disable-inline-spec"], ",") {
+		switch k := strings.TrimSpace(kind); k {
+		case "pipeline", "pipelinerun", "taskrun":
+			blocked = append(blocked, k)
+		}
+	}
+	if len(blocked) == 0 {
+		return "", "", false
+	}
+	return v1alpha1.ReasonInlineSpecDisabled, fmt.Sprintf(
+		"Tekton feature flag disable-inline-spec=%q in ConfigMap %s/%s forbids inline specs (%s); the generated PipelineRun carries its pipeline and tasks inline. Fix: %s",
+		ff.Data["disable-inline-spec"], ff.Namespace, featureFlagsName, strings.Join(blocked, ", "), flagFix(ff.Namespace, "disable-inline-spec", "")), true
+}
+
+// flagFix is the exact command that fixes a flag. OpenShift Pipelines'
+// operator owns its ConfigMap and reverts direct edits, so there the fix goes
+// through the TektonConfig.
+func flagFix(namespace, flag, value string) string {
+	if namespace == "openshift-pipelines" {
+		return fmt.Sprintf(`oc patch tektonconfig config --type merge -p '{"spec":{"pipeline":{"%s":"%s"}}}'`, flag, value)
+	}
+	return fmt.Sprintf(`kubectl patch configmap %s -n %s --type merge -p '{"data":{"%s":"%s"}}'`, featureFlagsName, namespace, flag, value)
+}
+
+// pipelinesCondition is PipelinesAvailable.
+func pipelinesCondition(served bool, ff featureFlags) metav1.Condition {
+	c := metav1.Condition{Type: v1alpha1.ConditionPipelinesAvailable}
+	if !served {
+		c.Status, c.Reason = metav1.ConditionFalse, v1alpha1.ReasonTektonNotInstalled
+		c.Message = "Tekton Pipelines is not installed: the CRDs pipelineruns.tekton.dev and taskruns.tekton.dev (v1) are not served. Install OpenShift Pipelines or Tekton Pipelines; builds start without restarting the operator."
+		return c
+	}
+	if ff.Err != nil {
+		c.Status, c.Reason = metav1.ConditionUnknown, v1alpha1.ReasonFeatureFlagsUnreadable
+		c.Message = fmt.Sprintf("Tekton is installed but its feature flags could not be read (%v); assuming the defaults, which work", ff.Err)
+		return c
+	}
+	for _, p := range flagPolicies {
+		if reason, msg, failed := p(ff); failed {
+			c.Status, c.Reason, c.Message = metav1.ConditionFalse, reason, msg
+			return c
+		}
+	}
+	c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonTektonAvailable
+	c.Message = "Tekton Pipelines is installed and its feature flags allow per-architecture scheduling"
+	return c
+}
+
+// storageCondition is StorageReady.
+func storageCondition(v storage.Verdict) metav1.Condition {
+	c := metav1.Condition{Type: v1alpha1.ConditionStorageReady, Status: metav1.ConditionFalse, Reason: v.Reason, Message: v.Message}
+	if v.Ready {
+		c.Status = metav1.ConditionTrue
+	}
+	return c
+}
+
+// capacityCondition is CapacityReady. A nil result means no checker is
+// configured: the operator does not gate runs on capacity.
+func capacityCondition(res *CapacityResult) metav1.Condition {
+	c := metav1.Condition{Type: v1alpha1.ConditionCapacityReady}
+	switch {
+	case res == nil:
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, v1alpha1.ReasonNodesAvailable, "capacity is not checked by this operator instance"
+	case res.Ready:
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, orDefault(res.Reason, v1alpha1.ReasonNodesAvailable), orDefault(res.Message, "every platform has a schedulable node")
+	default:
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, orDefault(res.Reason, v1alpha1.ReasonNoNodes), orDefault(res.Message, "waiting for nodes")
+	}
+	return c
+}
+
+// runOutcome is what the reconciler knows about the run of the current
+// generation and rebuild token.
+type runOutcome struct {
+	// Run is the PipelineRun, nil when it does not exist.
+	Run *tektonv1.PipelineRun
+	// Deleted: status.latestRun names the run but it is gone.
+	Deleted bool
+	// Blocked lists the prerequisites that keep a missing run from starting.
+	Blocked []string
+	// CreateErr is why the run could not be created (spec or API error).
+	CreateErr    error
+	CreateReason string
+	// FailedTask names the first failed pipeline task and its message.
+	FailedTask string
+}
+
+// succeededCondition is Succeeded: the latest run, in Tekton's words.
+func succeededCondition(o runOutcome) metav1.Condition {
+	c := metav1.Condition{Type: v1alpha1.ConditionSucceeded}
+	switch {
+	case o.CreateErr != nil:
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, o.CreateReason, o.CreateErr.Error()
+	case o.Deleted:
+		c.Status, c.Reason = metav1.ConditionFalse, v1alpha1.ReasonRunDeleted
+		c.Message = "the PipelineRun of this generation was deleted by someone else; it is not recreated. Start a new run with: kubectl annotate --overwrite multiarchbuild/NAME build.multiarch.io/rebuild=$(date +%s)"
+	case o.Run == nil:
+		c.Status, c.Reason = metav1.ConditionUnknown, v1alpha1.ReasonRunPending
+		c.Message = "the PipelineRun starts when " + strings.Join(o.Blocked, ", ") + " are True"
+		if len(o.Blocked) == 0 {
+			c.Message = "the PipelineRun is being created"
+		}
+	default:
+		tc := o.Run.Status.GetCondition(apis.ConditionSucceeded)
+		switch {
+		case tc == nil:
+			c.Status, c.Reason, c.Message = metav1.ConditionUnknown, v1alpha1.ReasonRunPending, fmt.Sprintf("PipelineRun %s was created and waits for Tekton", o.Run.Name)
+		case tc.Status == corev1.ConditionTrue:
+			c.Status, c.Reason, c.Message = metav1.ConditionTrue, v1alpha1.ReasonRunSucceeded, fmt.Sprintf("PipelineRun %s succeeded", o.Run.Name)
+		case tc.Status == corev1.ConditionFalse:
+			c.Status, c.Reason = metav1.ConditionFalse, failureReason(tc.Reason)
+			c.Message = fmt.Sprintf("PipelineRun %s: %s", o.Run.Name, tc.Message)
+			if o.FailedTask != "" {
+				c.Message = fmt.Sprintf("PipelineRun %s: %s (%s)", o.Run.Name, o.FailedTask, tc.Message)
+			}
+		default:
+			c.Status, c.Reason, c.Message = metav1.ConditionUnknown, v1alpha1.ReasonRunRunning, fmt.Sprintf("PipelineRun %s is running", o.Run.Name)
+			if tc.Reason == string(tektonv1.PipelineRunReasonPending) {
+				c.Reason = v1alpha1.ReasonRunPending
+			}
+		}
+	}
+	return c
+}
+
+// failureReason maps Tekton's reason for a failed PipelineRun to ours.
+func failureReason(tekton string) string {
+	switch tektonv1.PipelineRunReason(tekton) {
+	case tektonv1.PipelineRunReasonTimedOut:
+		return v1alpha1.ReasonRunTimeout
+	case tektonv1.PipelineRunReasonCancelled, tektonv1.PipelineRunReasonCancelledRunningFinally, tektonv1.PipelineRunReasonStoppedRunningFinally:
+		return v1alpha1.ReasonRunCancelled
+	}
+	return v1alpha1.ReasonRunFailed
+}
+
+// failedTask names the first failed TaskRun of a run, by pipeline task name.
+func failedTask(taskRuns []tektonv1.TaskRun) string {
+	var failed []string
+	msgs := map[string]string{}
+	for _, tr := range taskRuns {
+		c := tr.Status.GetCondition(apis.ConditionSucceeded)
+		if c == nil || c.Status != corev1.ConditionFalse {
+			continue
+		}
+		name := orDefault(tr.Labels["tekton.dev/pipelineTask"], tr.Name)
+		failed = append(failed, name)
+		msgs[name] = c.Message
+	}
+	if len(failed) == 0 {
+		return ""
+	}
+	sort.Strings(failed)
+	if m := msgs[failed[0]]; m != "" {
+		return fmt.Sprintf("task %s failed: %s", failed[0], m)
+	}
+	return fmt.Sprintf("task %s failed", failed[0])
+}
+
+// platformStatuses reports each requested platform from the run's TaskRuns
+// (by the arch label) and results. prev keeps node names already found for
+// the same run.
+func platformStatuses(build *v1alpha1.MultiArchBuild, run *tektonv1.PipelineRun, taskRuns []tektonv1.TaskRun, waiting map[v1alpha1.Platform]string, nodes map[string]string) []v1alpha1.PlatformStatus {
+	byArch := map[string][]tektonv1.TaskRun{}
+	for _, tr := range taskRuns {
+		if a := tr.Labels[pipeline.LabelArch]; a != "" {
+			byArch[a] = append(byArch[a], tr)
+		}
+	}
+	var results map[string]string
+	if run != nil {
+		results = runResults(run)
+	}
+	out := make([]v1alpha1.PlatformStatus, 0, len(build.Spec.Platforms))
+	for _, p := range build.Spec.Platforms {
+		arch := p.Arch()
+		ps := v1alpha1.PlatformStatus{Platform: p, State: v1alpha1.PlatformWaiting, NodeName: nodes[arch]}
+		if run == nil {
+			ps.Message = waiting[p]
+			out = append(out, ps)
+			continue
+		}
+		ps.State, ps.Message = archState(byArch[arch])
+		ps.Digest = results[pipeline.ArchDigestResult(arch)]
+		if ps.Digest != "" {
+			ps.State = v1alpha1.PlatformBuilt
+		}
+		if ps.State == v1alpha1.PlatformWaiting && ps.Message == "" {
+			ps.Message = waiting[p]
+		}
+		out = append(out, ps)
+	}
+	return out
+}
+
+// archState folds the TaskRuns of one architecture (a build task, and an
+// install task for NodeJS) into one state.
+func archState(trs []tektonv1.TaskRun) (v1alpha1.PlatformState, string) {
+	if len(trs) == 0 {
+		return v1alpha1.PlatformWaiting, ""
+	}
+	done, running := 0, 0
+	for _, tr := range trs {
+		c := tr.Status.GetCondition(apis.ConditionSucceeded)
+		switch {
+		case c == nil:
+		case c.Status == corev1.ConditionFalse:
+			return v1alpha1.PlatformFailed, fmt.Sprintf("%s: %s", orDefault(tr.Labels["tekton.dev/pipelineTask"], tr.Name), c.Message)
+		case c.Status == corev1.ConditionTrue:
+			done++
+		case tr.Status.PodName != "" && c.Reason != "Pending":
+			running++
+		}
+	}
+	switch {
+	case done == len(trs):
+		return v1alpha1.PlatformBuilt, ""
+	case running > 0 || done > 0:
+		return v1alpha1.PlatformBuilding, ""
+	}
+	return v1alpha1.PlatformWaiting, "the build pod is not scheduled yet"
+}
+
+func runResults(run *tektonv1.PipelineRun) map[string]string {
+	m := make(map[string]string, len(run.Status.Results))
+	for _, r := range run.Status.Results {
+		m[r.Name] = strings.TrimSpace(r.Value.StringVal)
+	}
+	return m
+}
+
+// repository strips the tag of an image reference: quay.io/a/b:1 -> quay.io/a/b.
+func repository(image string) string {
+	slash := strings.LastIndex(image, "/")
+	if colon := strings.LastIndex(image, ":"); colon > slash {
+		return image[:colon]
+	}
+	return image
+}
+
+// readyCondition summarises the others into Ready.
+func readyCondition(build *v1alpha1.MultiArchBuild, conds []metav1.Condition) metav1.Condition {
+	c := metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse}
+	succ := meta.FindStatusCondition(conds, v1alpha1.ConditionSucceeded)
+	switch {
+	case succ != nil && succ.Status == metav1.ConditionTrue:
+		c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonBuilt
+		c.Message = "generation " + fmt.Sprint(build.Generation) + " was built and pushed"
+		if build.Status.Image != "" {
+			c.Message += " as " + build.Status.Image
+		}
+	case succ != nil && succ.Status == metav1.ConditionFalse:
+		c.Reason, c.Message = v1alpha1.ReasonBuildFailed, succ.Message
+	default:
+		var waiting []string
+		for _, t := range []string{v1alpha1.ConditionPipelinesAvailable, v1alpha1.ConditionStorageReady, v1alpha1.ConditionCapacityReady} {
+			if pc := meta.FindStatusCondition(conds, t); pc != nil && pc.Status == metav1.ConditionFalse {
+				waiting = append(waiting, t+": "+pc.Message)
+			}
+		}
+		if len(waiting) > 0 && (succ == nil || succ.Reason == v1alpha1.ReasonRunPending) {
+			c.Reason, c.Message = v1alpha1.ReasonWaitingForPrereqs, strings.Join(waiting, "; ")
+		} else {
+			c.Reason, c.Message = v1alpha1.ReasonBuilding, "the build is running"
+			if succ != nil {
+				c.Message = succ.Message
+			}
+		}
+	}
+	return c
+}
+
+// phaseOf summarises the conditions into the phase; runExists says whether
+// the run of the current generation and token exists.
+func phaseOf(conds []metav1.Condition, runExists bool) v1alpha1.Phase {
+	succ := meta.FindStatusCondition(conds, v1alpha1.ConditionSucceeded)
+	switch {
+	case succ != nil && succ.Status == metav1.ConditionTrue:
+		return v1alpha1.PhaseSucceeded
+	case succ != nil && succ.Status == metav1.ConditionFalse:
+		return v1alpha1.PhaseFailed
+	case runExists:
+		return v1alpha1.PhaseBuilding
+	}
+	if c := meta.FindStatusCondition(conds, v1alpha1.ConditionPipelinesAvailable); c != nil && c.Status == metav1.ConditionFalse {
+		return v1alpha1.PhasePending
+	}
+	if c := meta.FindStatusCondition(conds, v1alpha1.ConditionStorageReady); c != nil && c.Status == metav1.ConditionFalse {
+		return v1alpha1.PhasePending
+	}
+	if c := meta.FindStatusCondition(conds, v1alpha1.ConditionCapacityReady); c != nil && c.Status == metav1.ConditionFalse {
+		return v1alpha1.PhaseProvisioning
+	}
+	return v1alpha1.PhasePending
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
