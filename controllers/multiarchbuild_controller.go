@@ -35,6 +35,10 @@ import (
 // +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;create
 // +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch;create
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get
+// The builder ServiceAccount's RoleBinding to the SCC ClusterRole: "bind" on
+// exactly that ClusterRole, so the operator never holds the SCC itself.
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=rolebindings,verbs=get;create
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=bind,resourceNames=multiarch-build-builder-scc
 // +kubebuilder:rbac:groups=storage.k8s.io,resources=storageclasses,verbs=get;list;watch
 // +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get,resourceNames=pipelineruns.tekton.dev;taskruns.tekton.dev
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	tektonv1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -186,6 +187,14 @@ func TestCreateMakesWorkspaceAndPipelineRunOfTheGeneratedShape(t *testing.T) {
 		t.Errorf("builder ServiceAccount: %v", err)
 	} else if sa.Labels[pipeline.LabelManagedBy] != pipeline.ManagedBy || len(sa.OwnerReferences) != 0 {
 		t.Errorf("builder ServiceAccount must be labelled and owned by nobody: labels %v owners %v", sa.Labels, sa.OwnerReferences)
+	}
+	rb := &rbacv1.RoleBinding{}
+	if err := adminClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "multiarch-builder"}, rb); err != nil {
+		t.Errorf("builder RoleBinding: %v", err)
+	} else if rb.RoleRef.Kind != "ClusterRole" || rb.RoleRef.Name != settings.Default().BuilderClusterRole ||
+		len(rb.Subjects) != 1 || rb.Subjects[0].Kind != "ServiceAccount" || rb.Subjects[0].Name != "multiarch-builder" || rb.Subjects[0].Namespace != ns {
+		t.Errorf("builder RoleBinding must bind ServiceAccount %s/multiarch-builder to ClusterRole %s: %+v %+v",
+			ns, settings.Default().BuilderClusterRole, rb.RoleRef, rb.Subjects)
 	}
 
 	eventually(t, "status of the started build", func() (bool, string) {

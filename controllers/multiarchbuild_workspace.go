@@ -7,6 +7,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -115,24 +116,66 @@ func (r *MultiArchBuildReconciler) ensureServiceAccount(ctx context.Context, s *
 	}
 	sa := &corev1.ServiceAccount{}
 	err := r.Client.Get(ctx, key, sa)
-	if err == nil {
-		return nil
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("get ServiceAccount %s: %w", key, err)
 	}
 	r.accounts.create.Lock()
 	defer r.accounts.create.Unlock()
 	if r.accounts.has(key) {
 		return nil
 	}
-	if !apierrors.IsNotFound(err) {
-		return fmt.Errorf("get ServiceAccount %s: %w", key, err)
+	if apierrors.IsNotFound(err) {
+		sa = &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{
+			Name: key.Name, Namespace: key.Namespace,
+			Labels: map[string]string{pipeline.LabelManagedBy: pipeline.ManagedBy},
+		}}
+		if err := r.Client.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("create ServiceAccount %s: %w", key, err)
+		}
 	}
-	sa = &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{
-		Name: key.Name, Namespace: key.Namespace,
-		Labels: map[string]string{pipeline.LabelManagedBy: pipeline.ManagedBy},
-	}}
-	if err := r.Client.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create ServiceAccount %s: %w", key, err)
+	if err := r.ensureBuilderBinding(ctx, key); err != nil {
+		return err
 	}
 	r.accounts.add(key)
 	return nil
+}
+
+// ensureBuilderBinding binds the builder ServiceAccount to the ClusterRole
+// that grants the SecurityContextConstraints buildah needs on OpenShift. Read
+// uncached (once per namespace and operator start): caching RoleBindings
+// would watch every binding of the cluster. The operator holds "bind" on that
+// one ClusterRole, not the SCC itself, so its own pod cannot use it.
+func (r *MultiArchBuildReconciler) ensureBuilderBinding(ctx context.Context, account types.NamespacedName) error {
+	role := r.Settings.BuilderClusterRole
+	if role == "" {
+		return nil
+	}
+	rb := &rbacv1.RoleBinding{}
+	err := r.APIReader.Get(ctx, account, rb)
+	if err == nil {
+		return nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return fmt.Errorf("get RoleBinding %s: %w", account, err)
+	}
+	rb = &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: account.Name, Namespace: account.Namespace,
+			Labels: map[string]string{pipeline.LabelManagedBy: pipeline.ManagedBy},
+		},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: account.Name, Namespace: account.Namespace}},
+	}
+	switch err := r.Client.Create(ctx, rb); {
+	case err == nil || apierrors.IsAlreadyExists(err):
+		return nil
+	case apierrors.IsForbidden(err):
+		// Not fatal: on vanilla Kubernetes the SCC role is inert, and the
+		// build pods may be admitted without it. Say what is missing.
+		logger(ctx).Info("cannot bind the builder ServiceAccount to its ClusterRole; build pods may be refused by OpenShift's SCC admission",
+			"roleBinding", klog.KObj(rb), "clusterRole", role, "error", err.Error())
+		return nil
+	default:
+		return fmt.Errorf("create RoleBinding %s: %w", klog.KObj(rb), err)
+	}
 }

@@ -27,6 +27,11 @@ type Settings struct {
 	// ServiceAccountName is the ServiceAccount build pods run as when the spec
 	// names none; the operator creates it in the build's namespace when absent.
 	ServiceAccountName string
+	// BuilderClusterRole is bound to the builder ServiceAccount in each build
+	// namespace (a RoleBinding of the same name as the account). It grants
+	// "use" of the SecurityContextConstraints buildah needs on OpenShift;
+	// empty disables the binding.
+	BuilderClusterRole string
 
 	// InstanceTypes is the default cloud instance type per architecture
 	// (kubernetes.io/arch value) for MachineSets the operator creates.
@@ -59,6 +64,7 @@ func Default() Settings {
 		NodeJSImage:        "registry.access.redhat.com/ubi9/nodejs-20",
 		MavenImage:         "registry.access.redhat.com/ubi9/openjdk-21",
 		ServiceAccountName: "multiarch-builder",
+		BuilderClusterRole: "multiarch-build-builder-scc",
 		InstanceTypes: map[string]string{
 			"amd64": "m5a.2xlarge",
 			"arm64": "m6g.2xlarge",
@@ -82,6 +88,8 @@ func (s *Settings) BindFlags(fs *flag.FlagSet) {
 		"Default image of the Maven step when spec.strategy.maven.image is empty.")
 	fs.StringVar(&s.ServiceAccountName, "builder-service-account", s.ServiceAccountName,
 		"ServiceAccount build pods run as when spec.serviceAccountName is empty; created in the build's namespace when absent.")
+	fs.StringVar(&s.BuilderClusterRole, "builder-cluster-role", s.BuilderClusterRole,
+		"ClusterRole bound to the builder ServiceAccount in each build namespace (SCC use for buildah on OpenShift); empty: no binding.")
 	fs.Var(mapFlag{s.InstanceTypes}, "instance-type",
 		"Default instance type of MachineSets created for an architecture, as ARCH=TYPE; repeatable (defaults: amd64=m5a.2xlarge, arm64=m6g.2xlarge).")
 	fs.Var(tolerationFlag{s.Tolerations}, "arch-toleration",
