@@ -11,7 +11,6 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/yaml"
@@ -347,7 +346,7 @@ func TestDefaultsAreVisibleWhenReadBack(t *testing.T) {
 		{"workspace.storageClassName", s.Workspace.StorageClassName, "efs-csi"},
 		{"workspace.size", quantityString(s.Workspace.Size), "10Gi"},
 		{"capacity.policy", s.Capacity.Policy, v1alpha1.CapacityManaged},
-		{"timeout", durationString(s.Timeout), "1h0m0s"},
+		{"timeout", s.Timeout, "1h"},
 		{"runHistoryLimit", int32Value(s.RunHistoryLimit), int32(3)},
 	}
 	for _, c := range checks {
@@ -378,13 +377,6 @@ func quantityString(q *resource.Quantity) string {
 		return "<nil>"
 	}
 	return q.String()
-}
-
-func durationString(d *metav1.Duration) string {
-	if d == nil {
-		return "<nil>"
-	}
-	return d.Duration.String()
 }
 
 func int32Value(p *int32) any {
@@ -445,5 +437,33 @@ func TestEveryFieldIsExplained(t *testing.T) {
 	walk("", *v.Schema.OpenAPIV3Schema)
 	if count < 40 {
 		t.Errorf("walked only %d fields; the schema looks truncated", count)
+	}
+}
+
+// TestTypedRoundTripKeepsTheGeneration guards against a needless rebuild: a Go
+// client that reads and writes back an unchanged MultiArchBuild must not alter
+// the spec (metav1.Duration would have turned "30m" into "30m0s").
+func TestTypedRoundTripKeepsTheGeneration(t *testing.T) {
+	ctx := context.Background()
+	o := valid()
+	set(o, "spec.timeout", "30m")
+	u := &unstructured.Unstructured{Object: o}
+	if err := k8s.Create(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	key := client.ObjectKey{Namespace: "default", Name: u.GetName()}
+	b := &v1alpha1.MultiArchBuild{}
+	if err := k8s.Get(ctx, key, b); err != nil {
+		t.Fatal(err)
+	}
+	gen := b.Generation
+	if err := k8s.Update(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8s.Get(ctx, key, b); err != nil {
+		t.Fatal(err)
+	}
+	if b.Generation != gen || b.Spec.Timeout != "30m" {
+		t.Errorf("typed round trip changed the spec: generation %d -> %d, timeout %q", gen, b.Generation, b.Spec.Timeout)
 	}
 }

@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"time"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -36,6 +38,14 @@ const (
 	PlatformLinuxPPC64LE Platform = "linux/ppc64le"
 	PlatformLinuxS390X   Platform = "linux/s390x"
 )
+
+// TimeoutDuration parses spec.timeout; zero when it is empty.
+func (s *MultiArchBuildSpec) TimeoutDuration() (time.Duration, error) {
+	if s.Timeout == "" {
+		return 0, nil
+	}
+	return time.ParseDuration(s.Timeout)
+}
 
 // Arch returns the architecture part of the platform ("arm64" for "linux/arm64"),
 // the value of the node label kubernetes.io/arch.
@@ -114,11 +124,13 @@ type MultiArchBuildSpec struct {
 	ServiceAccountName string `json:"serviceAccountName,omitempty"`
 
 	// timeout bounds the whole PipelineRun, as a Go duration such as 30m or 1h.
+	// A string, not a metav1.Duration: a typed read-modify-write would turn "1h"
+	// into "1h0m0s", bump the generation and start a needless build.
 	// +kubebuilder:default="1h"
-	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=64
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s')",message="spec.timeout must be a positive duration such as 30m, 1h or 1h30m"
 	// +optional
-	Timeout *metav1.Duration `json:"timeout,omitempty"`
+	Timeout string `json:"timeout,omitempty"`
 
 	// runHistoryLimit is how many finished PipelineRuns are kept (0-20).
 	// +kubebuilder:default=3

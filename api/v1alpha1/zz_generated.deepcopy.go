@@ -21,8 +21,8 @@ limitations under the License.
 package v1alpha1
 
 import (
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	runtime "k8s.io/apimachinery/pkg/runtime"
 )
 
@@ -68,7 +68,7 @@ func (in *GitSource) DeepCopyInto(out *GitSource) {
 	*out = *in
 	if in.SecretRef != nil {
 		in, out := &in.SecretRef, &out.SecretRef
-		*out = new(corev1.LocalObjectReference)
+		*out = new(v1.LocalObjectReference)
 		**out = **in
 	}
 }
@@ -93,7 +93,7 @@ func (in *MavenStrategy) DeepCopyInto(out *MavenStrategy) {
 	}
 	if in.SettingsSecretRef != nil {
 		in, out := &in.SettingsSecretRef, &out.SettingsSecretRef
-		*out = new(corev1.LocalObjectReference)
+		*out = new(v1.LocalObjectReference)
 		**out = **in
 	}
 }
@@ -180,11 +180,6 @@ func (in *MultiArchBuildSpec) DeepCopyInto(out *MultiArchBuildSpec) {
 	in.Output.DeepCopyInto(&out.Output)
 	in.Workspace.DeepCopyInto(&out.Workspace)
 	in.Capacity.DeepCopyInto(&out.Capacity)
-	if in.Timeout != nil {
-		in, out := &in.Timeout, &out.Timeout
-		*out = new(v1.Duration)
-		**out = **in
-	}
 	if in.RunHistoryLimit != nil {
 		in, out := &in.RunHistoryLimit, &out.RunHistoryLimit
 		*out = new(int32)
@@ -207,7 +202,7 @@ func (in *MultiArchBuildStatus) DeepCopyInto(out *MultiArchBuildStatus) {
 	*out = *in
 	if in.Conditions != nil {
 		in, out := &in.Conditions, &out.Conditions
-		*out = make([]v1.Condition, len(*in))
+		*out = make([]metav1.Condition, len(*in))
 		for i := range *in {
 			(*in)[i].DeepCopyInto(&(*out)[i])
 		}
@@ -254,7 +249,7 @@ func (in *OutputSpec) DeepCopyInto(out *OutputSpec) {
 	*out = *in
 	if in.PushSecretRef != nil {
 		in, out := &in.PushSecretRef, &out.PushSecretRef
-		*out = new(corev1.LocalObjectReference)
+		*out = new(v1.LocalObjectReference)
 		**out = **in
 	}
 }

@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"time"
 
 	"github.com/multiarch-build/multiarch-build-operator/api/v1alpha1"
 	"github.com/multiarch-build/multiarch-build-operator/internal/settings"
@@ -38,7 +37,7 @@ func htopBuild() *v1alpha1.MultiArchBuild {
 				Image:         "quay.io/nmasse_itix/htop-multiarch",
 				PushSecretRef: &corev1.LocalObjectReference{Name: "quay-authentication"},
 			},
-			Timeout: &metav1.Duration{Duration: time.Hour},
+			Timeout: "1h",
 		},
 	}
 }
@@ -61,7 +60,7 @@ func nodejsBuild() *v1alpha1.MultiArchBuild {
 				Image:         "quay.io/nmasse_itix/nodejs-hello-world-multiarch",
 				PushSecretRef: &corev1.LocalObjectReference{Name: "quay-authentication"},
 			},
-			Timeout: &metav1.Duration{Duration: time.Hour},
+			Timeout: "1h",
 		},
 	}
 }
@@ -87,7 +86,7 @@ func quarkusBuild() *v1alpha1.MultiArchBuild {
 				Image:         "quay.io/nmasse_itix/quarkus-getting-started-multiarch",
 				PushSecretRef: &corev1.LocalObjectReference{Name: "quay-authentication"},
 			},
-			Timeout: &metav1.Duration{Duration: time.Hour},
+			Timeout: "1h",
 		},
 	}
 }

@@ -556,7 +556,7 @@ func TestSpecOverridesOfOperatorSettings(t *testing.T) {
 	b := htopBuild()
 	b.Spec.BuilderImage = "registry.example.com/tools/buildah:1.41@sha256:" + strings.Repeat("a", 64)
 	b.Spec.ServiceAccountName = "ci-bot"
-	b.Spec.Timeout.Duration = 90 * 60e9
+	b.Spec.Timeout = "1h30m"
 	pr := mustGenerate(t, input(b))
 	if pr.Spec.TaskRunTemplate.ServiceAccountName != "ci-bot" {
 		t.Errorf("service account %q", pr.Spec.TaskRunTemplate.ServiceAccountName)
@@ -572,7 +572,7 @@ func TestSpecOverridesOfOperatorSettings(t *testing.T) {
 	if to.Pipeline.Duration.String() != "1h30m0s" || to.Finally.Duration.String() != "5m0s" || to.Tasks.Duration.String() != "1h25m0s" {
 		t.Errorf("timeouts pipeline=%s tasks=%s finally=%s", to.Pipeline.Duration, to.Tasks.Duration, to.Finally.Duration)
 	}
-	b.Spec.Timeout.Duration = 10 * 60e9
+	b.Spec.Timeout = "10m"
 	to = mustGenerate(t, input(b)).Spec.Timeouts
 	if to.Pipeline.Duration.String() != "10m0s" || to.Finally.Duration.String() != "1m0s" || to.Tasks.Duration.String() != "9m0s" {
 		t.Errorf("short timeout: pipeline=%s tasks=%s finally=%s", to.Pipeline.Duration, to.Tasks.Duration, to.Finally.Duration)

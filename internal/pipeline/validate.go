@@ -299,11 +299,12 @@ func newPlan(in Input) (*plan, error) {
 		}
 	}
 	p.timeout = defaultTimeout
-	if spec.Timeout != nil {
-		if spec.Timeout.Duration <= 0 {
-			return nil, specError("spec.timeout", "must be a positive duration such as 30m or 1h, got %s", spec.Timeout.Duration)
+	if spec.Timeout != "" {
+		d, err := spec.TimeoutDuration()
+		if err != nil || d <= 0 {
+			return nil, specError("spec.timeout", "must be a positive duration such as 30m or 1h, got %q", spec.Timeout)
 		}
-		p.timeout = spec.Timeout.Duration
+		p.timeout = d
 	}
 	return p, nil
 }

@@ -4,11 +4,9 @@ import (
 	"errors"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/multiarch-build/multiarch-build-operator/api/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
@@ -96,7 +94,7 @@ func TestGenerateRejectsInvalidSpecsNamingTheField(t *testing.T) {
 		}},
 		{"spec.builderImage", func(b *v1alpha1.MultiArchBuild) { b.Spec.BuilderImage = "buildah; rm -rf /" }},
 		{"spec.serviceAccountName", func(b *v1alpha1.MultiArchBuild) { b.Spec.ServiceAccountName = "Admin" }},
-		{"spec.timeout", func(b *v1alpha1.MultiArchBuild) { b.Spec.Timeout = &metav1.Duration{Duration: -time.Minute} }},
+		{"spec.timeout", func(b *v1alpha1.MultiArchBuild) { b.Spec.Timeout = "-1m" }},
 		{"metadata.name", func(b *v1alpha1.MultiArchBuild) { b.Name = "" }},
 	} {
 		t.Run(tc.field, func(t *testing.T) {

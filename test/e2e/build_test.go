@@ -198,7 +198,7 @@ func newBuild(ns, name, gitURL, repo string) *v1alpha1.MultiArchBuild {
 			Platforms: bothPlatforms,
 			Output:    v1alpha1.OutputSpec{Image: fmt.Sprintf("%s/%s:%s", cfg.Registry, repo, ns)},
 			Workspace: v1alpha1.WorkspaceSpec{StorageClassName: cfg.StorageClass, Size: &size},
-			Timeout:   &metav1.Duration{Duration: 20 * time.Minute},
+			Timeout:   "20m",
 		},
 	}
 }
