@@ -19,15 +19,17 @@ const maxNameLen = 63
 //
 //	<name>-<generation>-<hash>
 //
-// where hash is the first 5 hex digits of sha256(name, generation, token). The
-// name part is truncated so the whole is a DNS label of at most 63
-// characters; the hash keeps truncated names distinct. The same inputs always give the same name, so an
-// operator restart or a stale cache finds the existing run instead of
-// creating a second one.
+// where hash is the first 5 hex digits of sha256(name, uid, generation, token).
+// The name part is truncated so the whole is a DNS label of at most 63
+// characters; the hash keeps truncated names distinct. The same inputs always
+// give the same name, so an operator restart or a stale cache finds the
+// existing run instead of creating a second one. The UID keeps a deleted and
+// recreated build of the same name from adopting a run its predecessor left
+// behind (garbage collection may not have removed it yet).
 func RunName(build *v1alpha1.MultiArchBuild) string {
 	gen := strconv.FormatInt(build.Generation, 10)
 	token := build.Annotations[v1alpha1.RebuildAnnotation]
-	sum := sha256.Sum256([]byte(build.Name + "\x00" + gen + "\x00" + token))
+	sum := sha256.Sum256([]byte(build.Name + "\x00" + string(build.UID) + "\x00" + gen + "\x00" + token))
 	suffix := "-" + gen + "-" + hex.EncodeToString(sum[:])[:5]
 	// A MultiArchBuild name is a DNS subdomain; the run name is kept a DNS
 	// label (dots become dashes) because Tekton derives TaskRun and pod names

@@ -641,6 +641,13 @@ func TestRunNameIsDeterministicShortAndDistinct(t *testing.T) {
 	if got := RunName(mk("htop", 2, "")); got != "htop-2-"+RunName(mk("htop", 2, ""))[7:] || len(got) != len("htop-2-")+5 {
 		t.Errorf("RunName(htop, 2) = %q", got)
 	}
+	// A build deleted and recreated under the same name is a new object: it
+	// must not adopt the run its predecessor left behind.
+	first, second := mk("htop", 1, ""), mk("htop", 1, "")
+	first.UID, second.UID = "1b4e28ba-2fa1-11d2-883f-0016d3cca427", "6fa459ea-ee8a-3ca4-894e-db77e160355e"
+	if RunName(first) == RunName(second) {
+		t.Errorf("RunName ignores the UID: a recreated build would adopt %s", RunName(first))
+	}
 }
 
 func TestRunLabelsIdentifyTheBuild(t *testing.T) {
