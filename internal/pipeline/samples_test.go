@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-
 	"github.com/multiarch-build/multiarch-build-operator/api/v1alpha1"
 	"github.com/multiarch-build/multiarch-build-operator/internal/settings"
 	corev1 "k8s.io/api/core/v1"
