@@ -264,9 +264,7 @@ func (g *generator) cloneTask() tektonv1.PipelineTask {
 	}
 	volumes := []corev1.Volume{g.sharedVolume()}
 	if p.gitSecret != "" {
-		step.Env[4].Value = mountGitSecret
-		step.VolumeMounts = append(step.VolumeMounts, corev1.VolumeMount{Name: volGitSecret, MountPath: mountGitSecret, ReadOnly: true})
-		volumes = append(volumes, secretVolume(volGitSecret, p.gitSecret))
+		volumes = append(volumes, mountSecret(&step, "GIT_SECRET_DIR", volGitSecret, mountGitSecret, p.gitSecret))
 	}
 	return tektonv1.PipelineTask{
 		Name: TaskClone,
@@ -355,9 +353,7 @@ func (g *generator) mavenTask() tektonv1.PipelineTask {
 	}
 	volumes := []corev1.Volume{g.sharedVolume()}
 	if p.mavenSettings != "" {
-		step.Env[3].Value = mountMvnSecret
-		step.VolumeMounts = append(step.VolumeMounts, corev1.VolumeMount{Name: volMvnSecret, MountPath: mountMvnSecret, ReadOnly: true})
-		volumes = append(volumes, secretVolume(volMvnSecret, p.mavenSettings))
+		volumes = append(volumes, mountSecret(&step, "MAVEN_SETTINGS_DIR", volMvnSecret, mountMvnSecret, p.mavenSettings))
 	}
 	return tektonv1.PipelineTask{
 		Name:     TaskMaven,
@@ -547,6 +543,18 @@ func (g *generator) sharedVolume() corev1.Volume {
 // of container storage on NFS/EFS; images travel between tasks as OCI archives.
 func storageVolume() corev1.Volume {
 	return corev1.Volume{Name: volStorage, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}
+}
+
+// mountSecret mounts Secret secret read-only into step at dir and points the
+// step's environment variable envName at it; it returns the task volume.
+func mountSecret(step *tektonv1.Step, envName, volume, dir, secret string) corev1.Volume {
+	for i := range step.Env {
+		if step.Env[i].Name == envName {
+			step.Env[i].Value = dir
+		}
+	}
+	step.VolumeMounts = append(step.VolumeMounts, corev1.VolumeMount{Name: volume, MountPath: dir, ReadOnly: true})
+	return secretVolume(volume, secret)
 }
 
 func secretVolume(name, secret string) corev1.Volume {
