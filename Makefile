@@ -68,18 +68,35 @@ build: manifests generate fmt vet ## Build the manager binary.
 run: manifests generate fmt vet ## Run the manager against the current kubeconfig.
 	go run . $(RUN_ARGS)
 
+comma := ,
+.PHONY: build-platforms
+build-platforms: ## Cross-compile the static manager for each of PLATFORMS into bin/<os>_<arch>/manager.
+	@for p in $(subst $(comma), ,$(PLATFORMS)); do \
+	  os=$${p%/*}; arch=$${p#*/}; echo "go build $$os/$$arch -> bin/$${os}_$${arch}/manager"; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch go build -trimpath -ldflags "-s -w" -o bin/$${os}_$${arch}/manager . || exit 1; \
+	done
+
+# BUILDAH: the buildah command, with storage options if needed (hack/cluster
+# passes its cache's). PUSH_FLAGS: e.g. --tls-verify=false, --digestfile F.
+BUILDAH ?= buildah
+PUSH_FLAGS ?=
+# The image's creation time is the commit's, so the same binaries give the
+# same digest (a redeploy of unchanged code rolls nothing).
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+
 .PHONY: docker-build
-docker-build: ## Build the multi-arch operator image (buildah or docker buildx).
+docker-build: build-platforms ## Build the multi-arch operator image (FROM scratch + the cross-compiled binaries; buildah or docker buildx).
 ifeq ($(CONTAINER_TOOL),buildah)
-	buildah build --platform $(PLATFORMS) --manifest $(IMG) .
+	-@$(BUILDAH) manifest rm $(IMG) >/dev/null 2>&1
+	$(BUILDAH) build --timestamp $(SOURCE_DATE_EPOCH) --platform $(PLATFORMS) --manifest $(IMG) .
 else
 	$(CONTAINER_TOOL) buildx build --platform $(PLATFORMS) -t $(IMG) .
 endif
 
 .PHONY: docker-push
-docker-push: ## Push the operator image.
+docker-push: ## Push the operator image (the manifest list and every platform's image).
 ifeq ($(CONTAINER_TOOL),buildah)
-	buildah manifest push --all $(IMG) docker://$(IMG)
+	$(BUILDAH) manifest push $(PUSH_FLAGS) --all $(IMG) docker://$(IMG)
 else
 	$(CONTAINER_TOOL) push $(IMG)
 endif
@@ -94,14 +111,17 @@ install: manifests kustomize ## Install the CRD into the cluster of the current 
 uninstall: manifests kustomize ## Uninstall the CRD.
 	$(KUSTOMIZE) build config/crd | $(KUBECTL) delete --ignore-not-found -f -
 
+# DEPLOY_ARGS: extra manager flags for the Deployment, e.g.
+#   DEPLOY_ARGS="--builder-image=reg/buildah:1 --tekton-namespace=tekton-pipelines"
+DEPLOY_ARGS ?=
+
 .PHONY: deploy
-deploy: manifests kustomize ## Deploy the operator into the cluster of the current kubeconfig.
-	cd config/manager && $(KUSTOMIZE) edit set image controller=$(IMG)
-	$(KUSTOMIZE) build config/default | $(KUBECTL) apply --server-side -f -
+deploy: manifests kustomize ## Deploy the operator (config/default, image IMG, extra flags DEPLOY_ARGS) into the cluster of the current kubeconfig.
+	KUSTOMIZE=$(KUSTOMIZE) KUBECTL="$(KUBECTL)" hack/deploy.sh apply "$(IMG)" $(DEPLOY_ARGS)
 
 .PHONY: undeploy
 undeploy: kustomize ## Remove the operator.
-	$(KUSTOMIZE) build config/default | $(KUBECTL) delete --ignore-not-found -f -
+	KUSTOMIZE=$(KUSTOMIZE) KUBECTL="$(KUBECTL)" hack/deploy.sh delete "$(IMG)"
 
 ##@ Tools
 

@@ -35,10 +35,10 @@ import (
 // The checker reads; the capacity controller (capacity_controller.go) writes
 // MachineSets. Both need these, cluster-wide (nodes, Infrastructure) or in
 // one namespace (MachineSets, the boot images ConfigMap).
-// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=list;watch
 // +kubebuilder:rbac:groups=config.openshift.io,resources=infrastructures,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch,resourceNames=coreos-bootimages
-// +kubebuilder:rbac:groups=build.multiarch.io,resources=multiarchbuilds,verbs=get;list;watch
+// +kubebuilder:rbac:groups=build.multiarch.io,resources=multiarchbuilds,verbs=list;watch
 
 var (
 	machineSetGK     = schema.GroupKind{Group: machinev1beta1.GroupName, Kind: "MachineSet"}

@@ -30,7 +30,7 @@ import (
 // openshift-machine-api) because OLM's AllNamespaces install grants rights only
 // as clusterPermissions or in the operator's own namespace; the controller's
 // cache and writes are still restricted to --machine-api-namespace. No delete.
-// +kubebuilder:rbac:groups=machine.openshift.io,resources=machinesets,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=machine.openshift.io,resources=machinesets,verbs=list;watch;create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // allArchs are the architectures a MultiArchBuild can ask for.

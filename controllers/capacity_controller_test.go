@@ -108,12 +108,18 @@ func newCapFixture(t *testing.T, env *testenv.Env) *capFixture {
 	})
 	f.node("ip-10-0-1-20", "amd64")
 	s := settings.Default()
+	// The reconciler acts as the operator's ServiceAccount with the CSV's
+	// rules; the fixture itself (f.c) is the cluster admin.
+	oc, err := client.New(operatorConfig(t, env), client.Options{Scheme: capScheme})
+	if err != nil {
+		t.Fatal(err)
+	}
 	f.r = &CapacityReconciler{
 		ClusterCapacity: &ClusterCapacity{
-			Reader: c, Machines: c, MachineAPI: true, Settings: s, Clock: f.clk,
+			Reader: oc, Machines: oc, MachineAPI: true, Settings: s, Clock: f.clk,
 			Conflict: capacity.DefaultConflictPolicy, RunName: pipeline.RunName,
 		},
-		Client: c, Recorder: f.rec,
+		Client: oc, Recorder: f.rec,
 	}
 	return f
 }
@@ -669,7 +675,7 @@ func TestCapacityOnOpenShiftAWS(t *testing.T) {
 	})
 
 	story("in a manager, watches create and scale the MachineSet, and recreate it when deleted", func(t *testing.T, f *capFixture) {
-		mgr, err := ctrl.NewManager(env.Config, capManagerOptions())
+		mgr, err := ctrl.NewManager(operatorConfig(t, env), capManagerOptions())
 		f.must(err)
 		cc, err := NewClusterCapacity(mgr, settings.Default())
 		f.must(err)
@@ -748,7 +754,7 @@ func TestCapacityOnVanillaKubernetesOnlyReports(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	mgr, err := ctrl.NewManager(env.Config, capManagerOptions())
+	mgr, err := ctrl.NewManager(operatorConfig(t, env), capManagerOptions())
 	if err != nil {
 		t.Fatal(err)
 	}

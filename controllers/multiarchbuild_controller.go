@@ -28,18 +28,25 @@ import (
 
 // Least privilege: no wildcards, no Secrets (build pods read them, the
 // operator never does), uncached reads narrowed to names where RBAC can.
-// +kubebuilder:rbac:groups=build.multiarch.io,resources=multiarchbuilds,verbs=get;list;watch
-// +kubebuilder:rbac:groups=build.multiarch.io,resources=multiarchbuilds/status,verbs=get;patch
+// Cached kinds get list and watch, not get: reads go through informers. The
+// controllers' envtest suite, run as the CSV's ServiceAccount, fails on a
+// verb granted here that no code path uses (checkRBACUsage).
+// +kubebuilder:rbac:groups=build.multiarch.io,resources=multiarchbuilds,verbs=list;watch
+// +kubebuilder:rbac:groups=build.multiarch.io,resources=multiarchbuilds/status,verbs=patch
+// The workspace PVC and the PipelineRuns carry a controller reference with
+// blockOwnerDeletion: OpenShift's OwnerReferencesPermissionEnforcement
+// admission refuses that unless the writer may update the owner's finalizers.
+// +kubebuilder:rbac:groups=build.multiarch.io,resources=multiarchbuilds/finalizers,verbs=update
 // +kubebuilder:rbac:groups=tekton.dev,resources=pipelineruns,verbs=get;list;watch;create;patch;delete
-// +kubebuilder:rbac:groups=tekton.dev,resources=taskruns,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;create
-// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch;create
+// +kubebuilder:rbac:groups=tekton.dev,resources=taskruns,verbs=list;watch
+// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=list;watch;create
+// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=list;watch;create
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get
 // The builder ServiceAccount's RoleBinding to the SCC ClusterRole: "bind" on
 // exactly that ClusterRole, so the operator never holds the SCC itself.
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=rolebindings,verbs=get;create
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=bind,resourceNames=multiarch-build-builder-scc
-// +kubebuilder:rbac:groups=storage.k8s.io,resources=storageclasses,verbs=get;list;watch
+// +kubebuilder:rbac:groups=storage.k8s.io,resources=storageclasses,verbs=list;watch
 // +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get,resourceNames=pipelineruns.tekton.dev;taskruns.tekton.dev
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // Tekton's feature flags: a cluster-scoped rule narrowed to the ConfigMap's

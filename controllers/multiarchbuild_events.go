@@ -31,6 +31,9 @@ func transitions(before, after []metav1.Condition) []transition {
 	if c, ok := changed(v1alpha1.ConditionStorageReady); ok && c.Status == metav1.ConditionFalse && c.Reason != v1alpha1.ReasonVolumePending {
 		out = append(out, transition{corev1.EventTypeWarning, c.Reason, c.Message})
 	}
+	if c, ok := changed(v1alpha1.ConditionBuilderReady); ok && c.Status == metav1.ConditionFalse {
+		out = append(out, transition{corev1.EventTypeWarning, c.Reason, c.Message})
+	}
 	if c, ok := changed(v1alpha1.ConditionCapacityReady); ok && c.Status == metav1.ConditionFalse {
 		out = append(out, transition{corev1.EventTypeNormal, c.Reason, c.Message})
 	}

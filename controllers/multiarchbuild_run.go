@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -116,7 +117,10 @@ func (r *MultiArchBuildReconciler) ensureRun(ctx context.Context, s *buildScope)
 	case apierrors.IsInvalid(err) || apierrors.IsForbidden(err) || apierrors.IsBadRequest(err):
 		s.outcome.CreateErr, s.outcome.CreateReason = fmt.Errorf("create PipelineRun %s: %w", run.Name, err), v1alpha1.ReasonRunCreateFailed
 		if apierrors.IsForbidden(err) {
-			// RBAC or a ResourceQuota: an admin can fix it, so look again later.
+			// RBAC, admission or a ResourceQuota: an admin can fix it, so
+			// look again later, with a growing delay.
+			c, _ := refusedCondition(v1alpha1.ConditionSucceeded, refuse("create PipelineRun "+klog.KObj(run).String(), err))
+			s.outcome.CreateErr, s.outcome.CreateReason = errors.New(c.Message), v1alpha1.ReasonForbidden
 			s.requeue(backoff(r.clock(), s.build.Status.Conditions, v1alpha1.ConditionSucceeded))
 		}
 		return nil

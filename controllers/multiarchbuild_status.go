@@ -295,7 +295,7 @@ func readyCondition(build *v1alpha1.MultiArchBuild, conds []metav1.Condition) me
 		c.Reason, c.Message = v1alpha1.ReasonBuildFailed, succ.Message
 	default:
 		var waiting []string
-		for _, t := range []string{v1alpha1.ConditionPipelinesAvailable, v1alpha1.ConditionStorageReady, v1alpha1.ConditionCapacityReady} {
+		for _, t := range []string{v1alpha1.ConditionPipelinesAvailable, v1alpha1.ConditionBuilderReady, v1alpha1.ConditionStorageReady, v1alpha1.ConditionCapacityReady} {
 			if pc := meta.FindStatusCondition(conds, t); pc != nil && pc.Status == metav1.ConditionFalse {
 				waiting = append(waiting, t+": "+pc.Message)
 			}
@@ -327,8 +327,10 @@ func phaseOf(conds []metav1.Condition, runExists bool) v1alpha1.Phase {
 	if c := meta.FindStatusCondition(conds, v1alpha1.ConditionPipelinesAvailable); c != nil && c.Status == metav1.ConditionFalse {
 		return v1alpha1.PhasePending
 	}
-	if c := meta.FindStatusCondition(conds, v1alpha1.ConditionStorageReady); c != nil && c.Status == metav1.ConditionFalse {
-		return v1alpha1.PhasePending
+	for _, t := range []string{v1alpha1.ConditionBuilderReady, v1alpha1.ConditionStorageReady} {
+		if c := meta.FindStatusCondition(conds, t); c != nil && c.Status == metav1.ConditionFalse {
+			return v1alpha1.PhasePending
+		}
 	}
 	if c := meta.FindStatusCondition(conds, v1alpha1.ConditionCapacityReady); c != nil && c.Status == metav1.ConditionFalse {
 		return v1alpha1.PhaseProvisioning

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -15,14 +16,18 @@ import (
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
+	"github.com/multiarch-build/multiarch-build-operator/api/v1alpha1"
 	"github.com/multiarch-build/multiarch-build-operator/internal/pipeline"
 	"github.com/multiarch-build/multiarch-build-operator/internal/storage"
 )
 
 // ensureWorkspace makes sure the builder ServiceAccount and the workspace
-// PVC exist, and reports StorageReady from the PVC and its StorageClass.
+// PVC exist, and reports BuilderReady and StorageReady. A create the API
+// server refuses (RBAC, admission, quota) is reported on the condition that
+// owns the object, with the API server's words, and retried with a growing
+// delay: never only logged, never a hot loop.
 func (r *MultiArchBuildReconciler) ensureWorkspace(ctx context.Context, s *buildScope) error {
-	if err := r.ensureServiceAccount(ctx, s); err != nil {
+	if err := r.ensureBuilder(ctx, s); err != nil {
 		return err
 	}
 	claim := &corev1.PersistentVolumeClaim{}
@@ -48,6 +53,11 @@ func (r *MultiArchBuildReconciler) ensureWorkspace(ctx context.Context, s *build
 		// Only with an existing class: a claim on a missing class would have
 		// to be deleted to pick up the class once it is fixed in the spec.
 		created, err := r.createClaim(ctx, s)
+		if c, ok := refusedCondition(v1alpha1.ConditionStorageReady, err); ok {
+			s.setCondition(c)
+			s.requeue(backoff(r.clock(), s.build.Status.Conditions, v1alpha1.ConditionStorageReady))
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -57,6 +67,47 @@ func (r *MultiArchBuildReconciler) ensureWorkspace(ctx context.Context, s *build
 	// the PVC watch when the claim binds: no timer.
 	s.setCondition(storageCondition(storage.Check(claim, className, class)))
 	return nil
+}
+
+// refusedError is a write the API server refused for a reason an admin or
+// the user can fix (RBAC, admission, quota, an invalid object): retrying at
+// once cannot help.
+type refusedError struct {
+	what string // "create PersistentVolumeClaim ns/name"
+	err  error
+}
+
+func (e *refusedError) Error() string { return e.what + ": " + e.err.Error() }
+func (e *refusedError) Unwrap() error { return e.err }
+
+// refuse wraps err when the API server refused the write for good
+// (Forbidden, Invalid, BadRequest); other errors are returned as they are.
+func refuse(what string, err error) error {
+	if apierrors.IsForbidden(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
+		return &refusedError{what: what, err: err}
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+// refusedCondition is the condition condType set to False with the reason
+// Forbidden (or Rejected for an invalid object) and the API server's
+// message, when err is a refused write.
+func refusedCondition(condType string, err error) (metav1.Condition, bool) {
+	var re *refusedError
+	if !errors.As(err, &re) {
+		return metav1.Condition{}, false
+	}
+	reason, fix := v1alpha1.ReasonForbidden, "an admin must grant the operator's ServiceAccount this write, or lift the quota or admission rule that refused it (see docs/troubleshooting.md#forbidden); the operator retries with a growing delay"
+	if !apierrors.IsForbidden(re.err) {
+		reason, fix = v1alpha1.ReasonRejected, "the operator retries with a growing delay"
+	}
+	return metav1.Condition{
+		Type: condType, Status: metav1.ConditionFalse, Reason: reason,
+		Message: fmt.Sprintf("the API server refused to %s: %s. Fix: %s", re.what, re.err.Error(), fix),
+	}, true
 }
 
 func (r *MultiArchBuildReconciler) createClaim(ctx context.Context, s *buildScope) (*corev1.PersistentVolumeClaim, error) {
@@ -70,7 +121,7 @@ func (r *MultiArchBuildReconciler) createClaim(ctx context.Context, s *buildScop
 		return claim, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("create PersistentVolumeClaim %s: %w", klog.KObj(claim), err)
+		return nil, refuse("create PersistentVolumeClaim "+klog.KObj(claim).String(), err)
 	}
 	logger(ctx).V(1).Info("created workspace", "persistentVolumeClaim", klog.KObj(claim))
 	return claim, nil
@@ -103,13 +154,42 @@ func (k *knownAccounts) add(key types.NamespacedName) {
 	k.seen[key] = time.Now()
 }
 
-// ensureServiceAccount creates the operator-managed builder ServiceAccount
-// in the build's namespace when the build names none and it is absent. It is
-// shared by every build of the namespace, so it is labelled, not owned.
-func (r *MultiArchBuildReconciler) ensureServiceAccount(ctx context.Context, s *buildScope) error {
-	if s.build.Spec.ServiceAccountName != "" || r.Settings.ServiceAccountName == "" {
-		return nil
+// ensureBuilder reports BuilderReady: the ServiceAccount the build pods run
+// as, created and bound to the builder's SCC ClusterRole when it is the
+// operator-managed one.
+func (r *MultiArchBuildReconciler) ensureBuilder(ctx context.Context, s *buildScope) error {
+	c := metav1.Condition{Type: v1alpha1.ConditionBuilderReady, Status: metav1.ConditionTrue}
+	switch {
+	case s.build.Spec.ServiceAccountName != "":
+		c.Reason = v1alpha1.ReasonServiceAccountFromSpec
+		c.Message = fmt.Sprintf("build pods run as ServiceAccount %q (spec.serviceAccountName); its SCC bindings are the namespace admin's", s.build.Spec.ServiceAccountName)
+	case r.Settings.ServiceAccountName == "":
+		c.Reason = v1alpha1.ReasonServiceAccountFromSpec
+		c.Message = "build pods run as the namespace's default ServiceAccount (the operator manages none: --builder-service-account is empty)"
+	default:
+		err := r.ensureServiceAccount(ctx, s)
+		if rc, ok := refusedCondition(v1alpha1.ConditionBuilderReady, err); ok {
+			s.setCondition(rc)
+			s.requeue(backoff(r.clock(), s.build.Status.Conditions, v1alpha1.ConditionBuilderReady))
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		c.Reason = v1alpha1.ReasonBuilderBound
+		c.Message = fmt.Sprintf("build pods run as ServiceAccount %q", r.Settings.ServiceAccountName)
+		if role := r.Settings.BuilderClusterRole; role != "" {
+			c.Message += fmt.Sprintf(", bound to ClusterRole %q by RoleBinding %q", role, r.Settings.ServiceAccountName)
+		}
 	}
+	s.setCondition(c)
+	return nil
+}
+
+// ensureServiceAccount creates the operator-managed builder ServiceAccount
+// in the build's namespace when it is absent. It is shared by every build of
+// the namespace, so it is labelled, not owned.
+func (r *MultiArchBuildReconciler) ensureServiceAccount(ctx context.Context, s *buildScope) error {
 	key := types.NamespacedName{Namespace: s.build.Namespace, Name: r.Settings.ServiceAccountName}
 	if r.accounts.has(key) {
 		return nil
@@ -130,7 +210,7 @@ func (r *MultiArchBuildReconciler) ensureServiceAccount(ctx context.Context, s *
 			Labels: map[string]string{pipeline.LabelManagedBy: pipeline.ManagedBy},
 		}}
 		if err := r.Client.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("create ServiceAccount %s: %w", key, err)
+			return refuse("create ServiceAccount "+key.String(), err)
 		}
 	}
 	if err := r.ensureBuilderBinding(ctx, key); err != nil {
@@ -144,7 +224,9 @@ func (r *MultiArchBuildReconciler) ensureServiceAccount(ctx context.Context, s *
 // that grants the SecurityContextConstraints buildah needs on OpenShift. Read
 // uncached (once per namespace and operator start): caching RoleBindings
 // would watch every binding of the cluster. The operator holds "bind" on that
-// one ClusterRole, not the SCC itself, so its own pod cannot use it.
+// one ClusterRole, not the SCC itself, so its own pod cannot use it. A
+// refused create is reported (BuilderReady=False): without the binding
+// OpenShift's SCC admission refuses every build pod.
 func (r *MultiArchBuildReconciler) ensureBuilderBinding(ctx context.Context, account types.NamespacedName) error {
 	role := r.Settings.BuilderClusterRole
 	if role == "" {
@@ -166,16 +248,8 @@ func (r *MultiArchBuildReconciler) ensureBuilderBinding(ctx context.Context, acc
 		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
 		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: account.Name, Namespace: account.Namespace}},
 	}
-	switch err := r.Client.Create(ctx, rb); {
-	case err == nil || apierrors.IsAlreadyExists(err):
-		return nil
-	case apierrors.IsForbidden(err):
-		// Not fatal: on vanilla Kubernetes the SCC role is inert, and the
-		// build pods may be admitted without it. Say what is missing.
-		logger(ctx).Info("cannot bind the builder ServiceAccount to its ClusterRole; build pods may be refused by OpenShift's SCC admission",
-			"roleBinding", klog.KObj(rb), "clusterRole", role, "error", err.Error())
-		return nil
-	default:
-		return fmt.Errorf("create RoleBinding %s: %w", klog.KObj(rb), err)
+	if err := r.Client.Create(ctx, rb); err != nil && !apierrors.IsAlreadyExists(err) {
+		return refuse(fmt.Sprintf("create RoleBinding %s to ClusterRole %s", klog.KObj(rb), role), err)
 	}
+	return nil
 }

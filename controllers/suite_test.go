@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"net/http"
 	"os"
@@ -14,6 +15,7 @@ import (
 	tektonv1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -61,7 +63,62 @@ func TestMain(m *testing.M) {
 	if sharedEnv != nil {
 		_ = sharedEnv.Stop()
 	}
+	if code == 0 && fullRun() {
+		code = checkRBACUsage()
+	}
 	os.Exit(code)
+}
+
+// fullRun is true when every test of the package ran: only then can a
+// granted verb that nothing used be called unused.
+func fullRun() bool {
+	f := flag.Lookup("test.run")
+	s := flag.Lookup("test.skip")
+	return f != nil && f.Value.String() == "" && (s == nil || s.Value.String() == "") && !testing.Short()
+}
+
+// inClusterOnly are the CSV's rules that only the operator running in its
+// pod exercises (the e2e tier runs it so, with the same CSV rules): envtest
+// managers run without leader election and with metrics off.
+var inClusterOnly = map[string]string{
+	"create authentication.k8s.io/tokenreviews":        "metrics endpoint authentication (controller-runtime filters.WithAuthenticationAndAuthorization)",
+	"create authorization.k8s.io/subjectaccessreviews": "metrics endpoint authorization",
+	"get coordination.k8s.io/leases":                   "leader election",
+	"create coordination.k8s.io/leases":                "leader election",
+	"update coordination.k8s.io/leases":                "leader election",
+	"create core/events":                               "leader election events (client-go resourcelock)",
+	"patch core/events":                                "leader election events, repeated",
+	"patch events.k8s.io/events":                       "an event series (the same event again within minutes)",
+	// Authorized without a request of its own:
+	"update build.multiarch.io/multiarchbuilds/finalizers": "OwnerReferencesPermissionEnforcement checks it on every PVC and PipelineRun create (blockOwnerDeletion); TestOwnerReferencesPermissionEnforcementRefusalIsReported shows the create refused without it",
+}
+
+// checkRBACUsage compares what the operator's managers requested, as the
+// CSV's ServiceAccount, with what the CSV grants, both ways: a request the
+// API server refused for lack of a permission fails the stories that made
+// it; here, a refused request is listed, and a granted verb that no code
+// path used fails the package (remove it from the markers).
+func checkRBACUsage() int {
+	csv, err := testenv.CSV()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "rbac usage:", err)
+		return 1
+	}
+	spec := csv.Spec.InstallStrategy.StrategySpec
+	var granted []rbacv1.PolicyRule
+	for _, p := range append(spec.ClusterPermissions, spec.Permissions...) {
+		granted = append(granted, p.Rules...)
+	}
+	usage := testenv.OperatorUsage()
+	unused := usage.Unused(granted, inClusterOnly)
+	refused := usage.Refused()
+	fmt.Printf("SUMMARY: rbac: the CSV grants %d rules; %d requests kinds made as its ServiceAccount; unused grants %d %v; refused %v\n",
+		len(granted), usage.Kinds(), len(unused), unused, refused)
+	if len(unused) > 0 {
+		fmt.Fprintf(os.Stderr, "FAIL: the CSV grants verbs that no code path of the operator used: %v (remove the +kubebuilder:rbac markers, or list them in inClusterOnly with the reason)\n", unused)
+		return 1
+	}
+	return 0
 }
 
 // shared starts the stories' API server on first use, so that running only
@@ -158,31 +215,48 @@ type operator struct {
 	stop   func()
 }
 
-// startOperator starts a manager restricted to namespace ns against env.
-func startOperator(t *testing.T, env *testenv.Env, ns string, capacity CapacityChecker) *operator {
+// operatorOption changes how a story's operator starts.
+type operatorOption func(cfg **rest.Config, r *MultiArchBuildReconciler)
+
+// asIdentity runs the operator as another ServiceAccount than the CSV's.
+func asIdentity(id *testenv.Identity) operatorOption {
+	return func(cfg **rest.Config, _ *MultiArchBuildReconciler) { *cfg = id.Config() }
+}
+
+// withSettings changes the operator's settings (its flags).
+func withSettings(fn func(*settings.Settings)) operatorOption {
+	return func(_ **rest.Config, r *MultiArchBuildReconciler) { fn(&r.Settings) }
+}
+
+// startOperator starts a manager restricted to namespace ns against env,
+// as the CSV's ServiceAccount unless an option says otherwise.
+func startOperator(t *testing.T, env *testenv.Env, ns string, capacity CapacityChecker, opts ...operatorOption) *operator {
 	t.Helper()
 	writes := &writeCounter{}
-	cfg := rest.CopyConfig(env.Config)
-	cfg.QPS, cfg.Burst = -1, 0
-	cfg.WrapTransport = writes.wrap
-	opts := CacheOptions()
-	opts.DefaultNamespaces = map[string]cache.Config{ns: {}}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 testScheme,
-		Cache:                  opts,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := operatorConfig(t, env)
 	r := &MultiArchBuildReconciler{
 		Settings:           settings.Default(),
 		Capacity:           capacity,
 		Namespaces:         []string{ns},
 		TektonPollInterval: 200 * time.Millisecond,
 		skipNameValidation: true,
+	}
+	for _, o := range opts {
+		o(&cfg, r)
+	}
+	cfg.QPS, cfg.Burst = -1, 0
+	cfg.Wrap(writes.wrap)
+	cacheOpts := CacheOptions()
+	cacheOpts.DefaultNamespaces = map[string]cache.Config{ns: {}}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 testScheme,
+		Cache:                  cacheOpts,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
@@ -202,14 +276,27 @@ func startOperator(t *testing.T, env *testenv.Env, ns string, capacity CapacityC
 	return &operator{r: r, writes: writes, client: mgr.GetClient(), stop: stop}
 }
 
-// newNamespace creates a namespace for one story.
+// operatorConfig is the operator's identity: the CSV's ServiceAccount and
+// rules, never the envtest admin.
+func operatorConfig(t testing.TB, env *testenv.Env) *rest.Config {
+	t.Helper()
+	id, err := env.OperatorIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id.Config()
+}
+
+// newNamespace creates a namespace for one story, with the Pod Security
+// level OpenShift's label syncer gives a namespace whose builder
+// ServiceAccount may use the builder SCC.
 func newNamespace(t *testing.T, c client.Client) string {
 	t.Helper()
 	name := fmt.Sprintf("story-%d-%s", nsCounter.Add(1), strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")))
 	if len(name) > 63 {
 		name = strings.TrimRight(name[:63], "-")
 	}
-	if err := c.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
+	if err := c.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: testenv.PodSecurityLabels(testenv.PodSecurityBaseline)}}); err != nil {
 		t.Fatal(err)
 	}
 	return name

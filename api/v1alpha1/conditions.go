@@ -14,6 +14,10 @@ const (
 	// ConditionCapacityReady is True when every requested platform has a
 	// schedulable Ready node.
 	ConditionCapacityReady = "CapacityReady"
+	// ConditionBuilderReady is True when the ServiceAccount the build pods
+	// run as exists and, for the operator-managed one, is bound to the
+	// builder's SCC ClusterRole.
+	ConditionBuilderReady = "BuilderReady"
 	// ConditionSucceeded mirrors the latest PipelineRun: Unknown while it runs,
 	// True when pushed, False with Tekton's reason and the failing task.
 	ConditionSucceeded = "Succeeded"
@@ -33,6 +37,19 @@ const (
 	ReasonAffinityAssistantPins  = "AffinityAssistantPinsRun"
 	ReasonInlineSpecDisabled     = "InlineSpecDisabled"
 	ReasonFeatureFlagsUnreadable = "FeatureFlagsUnreadable"
+
+	// Any prerequisite condition (StorageReady, BuilderReady) and
+	// Succeeded: the API server refused a write the operator needed (RBAC,
+	// admission such as OwnerReferencesPermissionEnforcement, a
+	// ResourceQuota); the message is the API server's.
+	ReasonForbidden = "Forbidden"
+	// The API server rejected the object as invalid (an admission policy or
+	// a schema the operator's version does not match).
+	ReasonRejected = "Rejected"
+
+	// BuilderReady
+	ReasonBuilderBound           = "BuilderBound"
+	ReasonServiceAccountFromSpec = "ServiceAccountFromSpec"
 
 	// StorageReady
 	ReasonVolumeBound             = "VolumeBound"

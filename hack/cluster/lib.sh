@@ -32,6 +32,11 @@ SERVICE_IP="${MAB_SERVICE_IP:-10.88.255.1}"
 REGISTRY="${SERVICE_IP}:${REGISTRY_PORT}"
 GIT_BASE="git://${SERVICE_IP}:${GIT_PORT}"
 KUBECONFIG_FILE="${STATE}/kubeconfig"
+# The first address of --service-cluster-ip-range: the "kubernetes" Service.
+KUBE_SERVICE_IP="10.96.0.1"
+# Admission plugins OpenShift enables that kube-apiserver does not by default
+# (added to the defaults; see docs/openshift-fidelity.md).
+OPENSHIFT_ADMISSION_PLUGINS="OwnerReferencesPermissionEnforcement"
 STORAGE_CLASS="mab-local"
 
 # Nodes: name, kubernetes.io/arch, kubelet port, healthz port, CNI bridge, subnet.

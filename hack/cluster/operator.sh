@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
-# Builds the operator from the work tree (the repo's main package), installs
-# its CRDs into the local cluster and runs it out of cluster against the
-# cluster's kubeconfig, with the local images as its image flags.
+# Runs the operator on the local cluster the way users run it.
 #
-#   hack/cluster/operator.sh start|restart|stop
-# Log: ${STATE}/logs/operator.log. Extra manager flags: MAB_OPERATOR_ARGS.
+#   hack/cluster/operator.sh start|restart|stop|logs
 #
-# Identity (MAB_OPERATOR_RBAC): the operator runs with the token of the
-# ServiceAccount that config/default deploys it with, after applying
-# config/default's RBAC (everything but the Deployment), so missing RBAC rules
-# fail here as they would in a real install. auto (default): do so when
-# config/default renders (bin/kustomize build, else kubectl kustomize), else warn and run as cluster
-# admin; 1: require it; 0: always cluster admin.
+# In cluster (MAB_OPERATOR_MODE=in-cluster, the default): builds the operator
+# image from the work tree (`make docker-build`: the static binary cross-
+# compiled for linux/amd64 and linux/arm64, FROM scratch, uid 65532), pushes
+# the manifest list to the cluster's registry, and deploys it with
+# `make deploy` (config/default: restricted pod in the restricted
+# multiarch-build-system namespace, read-only root filesystem, probes, leader
+# election, the ServiceAccount with config/default's RBAC, which a test keeps
+# equal to the bundle CSV's), by digest, with the local images as its flags.
+# The pod reaches the API server through the "kubernetes" Service, as
+# rest.InClusterConfig does anywhere (up.sh plays kube-proxy for that one
+# ClusterIP). stop deletes the Deployment only (CRDs, RBAC and builds stay).
+#
+# Out of cluster (MAB_OPERATOR_MODE=local, like `make run`): `go build .` run on
+# the host with a kubeconfig holding a token of the same ServiceAccount.
+#
+# Log: ${STATE}/logs/operator.log (in cluster: the pods' logs, saved by stop
+# and logs). Extra manager flags: MAB_OPERATOR_ARGS.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -28,14 +36,60 @@ stop_operator() {
   rm -f "$f"
 }
 
+MODE="${MAB_OPERATOR_MODE:-in-cluster}"
+OP_NS=multiarch-build-system
+OP_DEPLOY=multiarch-build-controller-manager
+
+save_logs() {
+  [ -f "${STATE}/env" ] || return 0
+  kc -n "$OP_NS" logs "deploy/${OP_DEPLOY}" --all-containers --tail=-1 > "${LOGS}/operator.log" 2>&1 || true
+  kc -n "$OP_NS" logs "deploy/${OP_DEPLOY}" --all-containers --tail=-1 --previous > "${LOGS}/operator-previous.log" 2>/dev/null || true
+}
+
+stop_in_cluster() {
+  kc get --raw /readyz >/dev/null 2>&1 || return 0
+  if kc -n "$OP_NS" get deploy "$OP_DEPLOY" >/dev/null 2>&1; then
+    save_logs
+    kc -n "$OP_NS" delete deploy "$OP_DEPLOY" --wait=true --timeout=60s >/dev/null || true
+    log "deleted the operator's Deployment ${OP_NS}/${OP_DEPLOY} (log: ${LOGS}/operator.log)"
+  fi
+}
+
 case "${1:-start}" in
-  stop) stop_operator; exit 0 ;;
+  stop) stop_operator; stop_in_cluster; exit 0 ;;
+  logs) save_logs; cat "${LOGS}/operator.log"; exit 0 ;;
   restart) stop_operator ;;
   start) ;;
-  *) die "usage: $0 start|restart|stop" ;;
+  *) die "usage: $0 start|restart|stop|logs" ;;
 esac
 [ -f "${STATE}/env" ] || die "the cluster is not up: run hack/cluster/up.sh"
 source "${STATE}/env"
+
+if [ "$MODE" = in-cluster ]; then
+  t0=$(date +%s)
+  image="${REGISTRY}/mab/operator:dev"
+  bh="buildah --root ${CACHE}/buildah/root --runroot /run/mab-buildah-$(echo "$CACHE" | md5sum | cut -c1-8) --storage-driver overlay"
+  log "building the operator image (make docker-build: linux/amd64 + linux/arm64, FROM scratch)"
+  make -s -C "$ROOT" docker-build IMG="$image" BUILDAH="$bh" > "${LOGS}/operator-image.log" 2>&1 \
+    || { tail -30 "${LOGS}/operator-image.log" >&2; die "make docker-build failed (${LOGS}/operator-image.log)"; }
+  rm -f "${STATE}/operator.digest"
+  make -s -C "$ROOT" docker-push IMG="$image" BUILDAH="$bh" PUSH_FLAGS="--tls-verify=false --digestfile ${STATE}/operator.digest" >> "${LOGS}/operator-image.log" 2>&1 \
+    || { tail -30 "${LOGS}/operator-image.log" >&2; die "make docker-push failed"; }
+  # Debian's buildah 1.28 may exit 0 after a failed manifest push: trust the digest file.
+  digest="$(cat "${STATE}/operator.digest" 2>/dev/null || true)"
+  [[ "$digest" == sha256:* ]] || die "pushing ${image} wrote no digest (${LOGS}/operator-image.log)"
+  log "pushed ${image%:*}@${digest} ($(( $(date +%s) - t0 ))s)"
+  # shellcheck disable=SC2086
+  make -s -C "$ROOT" deploy IMG="${image%:*}@${digest}" KUBECTL="$KUBECTL --kubeconfig ${KUBECONFIG_FILE}" \
+    DEPLOY_ARGS="--builder-image=${MAB_BUILDER_IMAGE} --git-image=${MAB_GIT_IMAGE} --nodejs-image=${MAB_NODEJS_IMAGE} --tekton-namespace=tekton-pipelines --zap-encoder=console ${MAB_OPERATOR_ARGS:-}" \
+    > "${LOGS}/operator-deploy.log" 2>&1 || { tail -30 "${LOGS}/operator-deploy.log" >&2; die "make deploy failed"; }
+  kc wait --for=condition=Established crd/multiarchbuilds.build.multiarch.io --timeout=60s >/dev/null
+  kc -n "$OP_NS" rollout status "deploy/${OP_DEPLOY}" --timeout=180s >&2 \
+    || { kc -n "$OP_NS" get pods -o wide >&2; kc -n "$OP_NS" describe pods >&2 | tail -40; die "the operator's Deployment did not become ready"; }
+  pod=$(kc -n "$OP_NS" get pods -l control-plane=controller-manager --field-selector=status.phase=Running -o jsonpath='{.items[0].metadata.name} on {.items[0].spec.nodeName} as ServiceAccount {.items[0].spec.serviceAccountName}')
+  log "operator running in cluster ($(( $(date +%s) - t0 ))s): pod ${OP_NS}/${pod}, image @${digest}, admission +${OPENSHIFT_ADMISSION_PLUGINS}"
+  exit 0
+fi
 
 mkdir -p "${STATE}/bin"
 log "building the operator (go build -o ${STATE}/bin/manager .)"

@@ -62,7 +62,8 @@ start kube-apiserver "${KUBE_BIN}/kube-apiserver" \
   --service-account-key-file "${PKI}/sa.pub" --service-account-signing-key-file "${PKI}/sa.key" \
   --token-auth-file "${PKI}/tokens.csv" --authorization-mode RBAC --allow-privileged=true \
   --kubelet-preferred-address-types InternalIP --enable-priority-and-fairness=false \
-  --feature-gates MutatingAdmissionPolicy=true --runtime-config admissionregistration.k8s.io/v1beta1=true
+  --feature-gates MutatingAdmissionPolicy=true --runtime-config admissionregistration.k8s.io/v1beta1=true \
+  --enable-admission-plugins "${OPENSHIFT_ADMISSION_PLUGINS}"
 wait_for kube-apiserver 60 kc get --raw /readyz
 
 start kube-controller-manager "${KUBE_BIN}/kube-controller-manager" \
@@ -91,6 +92,11 @@ wait_for registry 30 curl -fsS "http://127.0.0.1:${REGISTRY_PORT}/v2/"
 
 # ---------------------------------------------------------------- nodes
 ip -4 addr show dev lo | grep -q " ${SERVICE_IP}/32 " || ip addr add "${SERVICE_IP}/32" dev lo
+# The "kubernetes" Service for pods (the in-cluster operator's rest.InClusterConfig):
+# what kube-proxy would do for this one ClusterIP, a DNAT to the API server.
+# Its self-signed serving certificate names the ClusterIP.
+dnat=(-d "${KUBE_SERVICE_IP}/32" -p tcp --dport 443 -j DNAT --to-destination "${HOST_IP}:${API_PORT}" -m comment --comment mab-kubernetes-service)
+iptables -t nat -C PREROUTING "${dnat[@]}" 2>/dev/null || iptables -t nat -A PREROUTING "${dnat[@]}"
 sysctl -qw net.ipv4.ip_forward=1
 modprobe br_netfilter 2>/dev/null || true
 for n in "${NODES[@]}"; do

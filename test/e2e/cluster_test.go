@@ -37,6 +37,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	buildv1alpha1 "github.com/multiarch-build/multiarch-build-operator/api/v1alpha1"
+	"github.com/multiarch-build/multiarch-build-operator/internal/testenv"
 )
 
 // env is what hack/cluster/up.sh wrote to ${STATE}/env.
@@ -241,7 +242,10 @@ func namespace(t *testing.T, prefix string) string {
 	t.Helper()
 	ns := &corev1.Namespace{}
 	ns.GenerateName = prefix + "-"
-	ns.Labels = map[string]string{e2eLabel: "true"}
+	// Pod Security as OpenShift's label syncer sets it for a namespace whose
+	// builder ServiceAccount may use the builder SCC (root, SETFCAP): baseline.
+	ns.Labels = testenv.PodSecurityLabels(testenv.PodSecurityBaseline)
+	ns.Labels[e2eLabel] = "true"
 	if err := kc.Create(context.Background(), ns); err != nil {
 		t.Fatal(err)
 	}
