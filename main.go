@@ -91,6 +91,10 @@ func main() {
 		HealthProbeBindAddress: probeAddr,
 		LeaderElection:         enableLeaderElection,
 		LeaderElectionID:       "multiarch-build-operator.build.multiarch.io",
+		// The manager exits right after it stops leading, so handing the
+		// lease back is safe, and a replaced pod (rollout, eviction) is
+		// followed at once instead of after the lease's 15 s.
+		LeaderElectionReleaseOnCancel: true,
 	})
 	if err != nil {
 		log.Error(err, "unable to create manager")

@@ -55,6 +55,18 @@ start etcd "${ETCD_BIN}/etcd" --name mab --data-dir "${STATE}/etcd" \
   --initial-cluster "mab=http://127.0.0.1:$((ETCD_PORT + 1))" --unsafe-no-fsync --quota-backend-bytes 4294967296
 wait_for etcd 30 curl -fsS "http://127.0.0.1:${ETCD_PORT}/health"
 
+# Audit: every request of the in-cluster operator's ServiceAccount (metadata
+# only), so the e2e tier can check that the installed RBAC refused none of them
+# and which verbs it used.
+cat > "${STATE}/audit-policy.yaml" <<YAML
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  users: ["system:serviceaccount:multiarch-build-system:multiarch-build-controller-manager"]
+- level: None
+YAML
 start kube-apiserver "${KUBE_BIN}/kube-apiserver" \
   --etcd-servers "http://127.0.0.1:${ETCD_PORT}" --secure-port "${API_PORT}" --bind-address 0.0.0.0 \
   --advertise-address "${HOST_IP}" --cert-dir "${PKI}/apiserver" \
@@ -63,7 +75,8 @@ start kube-apiserver "${KUBE_BIN}/kube-apiserver" \
   --token-auth-file "${PKI}/tokens.csv" --authorization-mode RBAC --allow-privileged=true \
   --kubelet-preferred-address-types InternalIP --enable-priority-and-fairness=false \
   --feature-gates MutatingAdmissionPolicy=true --runtime-config admissionregistration.k8s.io/v1beta1=true \
-  --enable-admission-plugins "${OPENSHIFT_ADMISSION_PLUGINS}"
+  --enable-admission-plugins "${OPENSHIFT_ADMISSION_PLUGINS}" \
+  --audit-policy-file "${STATE}/audit-policy.yaml" --audit-log-path "${LOGS}/audit.log" --audit-log-maxsize 200 --audit-log-maxbackup 1
 wait_for kube-apiserver 60 kc get --raw /readyz
 
 start kube-controller-manager "${KUBE_BIN}/kube-controller-manager" \

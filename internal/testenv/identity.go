@@ -132,6 +132,47 @@ func (e *Env) OperatorIdentity() (*Identity, error) {
 	return id, nil
 }
 
+// InClusterGrant is a grant of the CSV that only the operator running in its
+// pod uses: envtest managers run without leader election and with metrics
+// off. The e2e tier runs it so and checks, from the API server's audit log,
+// that the grants marked E2E were used and that nothing was refused.
+type InClusterGrant struct {
+	Why string
+	// E2E: every e2e run uses it (others depend on timing, such as an
+	// event series).
+	E2E bool
+}
+
+// GrantsUsedInClusterOnly, by AtomString.
+var GrantsUsedInClusterOnly = map[string]InClusterGrant{
+	"create authentication.k8s.io/tokenreviews":        {"the metrics endpoint authenticates its scraper (controller-runtime filters.WithAuthenticationAndAuthorization)", true},
+	"create authorization.k8s.io/subjectaccessreviews": {"the metrics endpoint authorizes its scraper", true},
+	"get coordination.k8s.io/leases":                   {"leader election", true},
+	"create coordination.k8s.io/leases":                {"leader election, the first time (later the lease exists)", false},
+	"update coordination.k8s.io/leases":                {"leader election renews its lease", true},
+	"create core/events":                               {"leader election's event on the lease (client-go resourcelock)", false},
+	"patch core/events":                                {"the same leader election event again", false},
+	"patch events.k8s.io/events":                       {"an event series (the same event on a build again within minutes)", false},
+}
+
+// GrantsUsedWithoutARequest are authorized during another request, so no
+// request of their own shows them.
+var GrantsUsedWithoutARequest = map[string]string{
+	"update build.multiarch.io/multiarchbuilds/finalizers": "OwnerReferencesPermissionEnforcement checks it on every PVC and PipelineRun create (blockOwnerDeletion); TestOwnerReferencesPermissionEnforcementRefusalIsReported shows the create refused without it",
+}
+
+// GrantsNotSeenInEnvtest is both lists, with the reasons.
+func GrantsNotSeenInEnvtest() map[string]string {
+	out := map[string]string{}
+	for k, v := range GrantsUsedInClusterOnly {
+		out[k] = v.Why
+	}
+	for k, v := range GrantsUsedWithoutARequest {
+		out[k] = v
+	}
+	return out
+}
+
 // operatorUsage is shared by every identity of the process, so that a test
 // binary's API servers add up to one record.
 var operatorUsage = &Usage{}

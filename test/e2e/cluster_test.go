@@ -52,9 +52,11 @@ type env struct {
 }
 
 var (
-	cfg env
-	kc  client.Client
-	cs  kubernetes.Interface // for pod logs
+	// runStart is when this run began: the audit check reads from there.
+	runStart time.Time
+	cfg      env
+	kc       client.Client
+	cs       kubernetes.Interface // for pod logs
 	// repoRoot is the repository's root (test/e2e/../..).
 	repoRoot string
 )
@@ -108,6 +110,7 @@ func run(m *testing.M) int {
 	}
 
 	start := time.Now()
+	runStart = start
 	if err := script("hack/cluster/up.sh"); err != nil {
 		logf("hack/cluster/up.sh: %v", err)
 		return 1
@@ -155,6 +158,12 @@ func run(m *testing.M) int {
 		}
 	}
 	code := m.Run()
+	if err := checkOperatorAudit(filepath.Join(state, "logs", "audit.log"), runStart); err != nil {
+		logf("%v", err)
+		if code == 0 {
+			code = 1
+		}
+	}
 	if code != 0 {
 		logf("operator log: %s/logs/operator.log; cluster logs: %s/logs", state, state)
 	}
