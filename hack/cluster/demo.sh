@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: from a fresh clone, build what is missing, start the local
-# two-arch cluster, install the CRDs and run the operator, apply the sample
+# two-arch cluster, deploy the operator in it (its image built from the work
+# tree, `make deploy`, as its ServiceAccount; hack/cluster/operator.sh), apply the sample
 # (config/samples/e2e/multiarchbuild_hello.yaml, sources in
 # hack/cluster/demo/hello served by the cluster's git daemon), stream its
 # progress and print the pushed image. `make demo-down` stops everything.
@@ -22,6 +23,10 @@ rm -rf "$repo" && git clone -q --bare "$tmp" "$repo"
 
 ns=mab-demo
 kc create namespace "$ns" --dry-run=client -o yaml | kc apply -f - >/dev/null
+# Pod Security as OpenShift's label syncer sets it where the builder's SCC
+# (root, SETFCAP) may be used: baseline (docs/openshift-fidelity.md).
+kc label namespace "$ns" --overwrite pod-security.kubernetes.io/enforce=baseline \
+  pod-security.kubernetes.io/audit=baseline pod-security.kubernetes.io/warn=baseline >/dev/null
 kc -n "$ns" delete multiarchbuild hello --ignore-not-found --wait=true >/dev/null
 sed -e "s|\${MAB_GIT_BASE}|${MAB_GIT_BASE}|g" -e "s|\${MAB_BASE_IMAGE}|${MAB_BASE_IMAGE}|g" \
     -e "s|\${MAB_REGISTRY}|${MAB_REGISTRY}|g" -e "s|\${MAB_STORAGE_CLASS}|${MAB_STORAGE_CLASS}|g" \
