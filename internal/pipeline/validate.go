@@ -37,6 +37,25 @@ var (
 	tektonVariable = regexp.MustCompile(`\$\(\s*[A-Za-z]+\s*[.\[]`)
 )
 
+// The CEL rules of spec.source.git.url against option injection and embedded
+// credentials, mirrored.
+var (
+	// gitURLOption finds a '-' where git or ssh would read an argument: at the
+	// start of the URL's user, host or port, or of the host or path of a
+	// scp-like user@host:path (plus a leading '-', checked apart).
+	gitURLOption = []*regexp.Regexp{
+		regexp.MustCompile(`^[A-Za-z0-9+.-]*://([^/]*[@:[])?-`),
+		regexp.MustCompile(`^[^/:]*@([^/:]*:)?-`),
+	}
+	// gitURLCredentials finds a user or password in an http(s) or git:// URL,
+	// or a password in an ssh or scp-like one.
+	gitURLCredentials = []*regexp.Regexp{
+		regexp.MustCompile(`^(https?|git)://[^/@]*@`),
+		regexp.MustCompile(`^ssh://[^/@]*:[^/@]*@`),
+		regexp.MustCompile(`^[^/@:]*:[^/@]*@`),
+	}
+)
+
 // Defaults applied when a field is empty, matching the CRD's defaults.
 var (
 	defaultPlatforms   = []v1alpha1.Platform{v1alpha1.PlatformLinuxAMD64, v1alpha1.PlatformLinuxARM64}
@@ -129,8 +148,13 @@ func newPlan(in Input) (*plan, error) {
 		return nil, specError("spec.source.git.url", "is required")
 	case len(git.URL) > 2048:
 		return nil, specError("spec.source.git.url", "must be at most 2048 characters")
+	case matchesAny(gitURLCredentials, git.URL):
+		// Checked first, and the value is not repeated: it holds a secret.
+		return nil, specError("spec.source.git.url", "must not embed credentials (https://user:password@host/..., https://token@host/... or a password in an ssh URL): store them in a Secret and name it in spec.source.git.secretRef")
 	case !gitURLPattern.MatchString(git.URL) && !gitSCPPattern.MatchString(git.URL):
 		return nil, specError("spec.source.git.url", "must be an https://, http://, ssh:// or git:// URL, or scp-like user@host:path, without spaces, got %q", git.URL)
+	case strings.HasPrefix(git.URL, "-") || matchesAny(gitURLOption, git.URL):
+		return nil, specError("spec.source.git.url", "must not start with '-', and neither may its user, host or port, nor the path of a user@host:path URL: git and ssh would take it as a command-line option, got %q", git.URL)
 	}
 	if tektonVariable.MatchString(git.URL) {
 		return nil, specError("spec.source.git.url", "must not contain a Tekton variable reference such as $(context...), got %q", git.URL)
@@ -307,6 +331,15 @@ func newPlan(in Input) (*plan, error) {
 		p.timeout = d
 	}
 	return p, nil
+}
+
+func matchesAny(res []*regexp.Regexp, v string) bool {
+	for _, re := range res {
+		if re.MatchString(v) {
+			return true
+		}
+	}
+	return false
 }
 
 func orDefault(v, def string) string {

@@ -2,12 +2,16 @@ package pipeline
 
 import (
 	"errors"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/multiarch-build/multiarch-build-operator/api/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/yaml"
 )
 
 func dns1123Label(s string) string { return strings.Join(validation.IsDNS1123Label(s), "; ") }
@@ -123,6 +127,16 @@ func TestGenerateAcceptsWhatTheCRDAccepts(t *testing.T) {
 		"registry with port":  func(b *v1alpha1.MultiArchBuild) { b.Spec.Output.Image = "registry.local:5000/team/app:v1.2.3" },
 		"contextDir dot":      func(b *v1alpha1.MultiArchBuild) { b.Spec.Source.ContextDir = "." },
 		"contextDir ./ slash": func(b *v1alpha1.MultiArchBuild) { b.Spec.Source.ContextDir = "./examples/htop/src/" },
+		"contextDir my-app":   func(b *v1alpha1.MultiArchBuild) { b.Spec.Source.ContextDir = "my-app" },
+		"scp-like with dashes": func(b *v1alpha1.MultiArchBuild) {
+			b.Spec.Source.Git.URL = "git@git-host.example.com:my-org/my-repo.git"
+		},
+		"ssh url without port": func(b *v1alpha1.MultiArchBuild) { b.Spec.Source.Git.URL = "ssh://git@github.com/org/repo.git" },
+		"https without credentials": func(b *v1alpha1.MultiArchBuild) {
+			b.Spec.Source.Git.URL = "https://git.example.com:8443/my-org/my-repo.git"
+		},
+		"dash at the start of a path segment": func(b *v1alpha1.MultiArchBuild) { b.Spec.Source.Git.URL = "https://github.com/org/-app.git" },
+		"at sign in the path":                 func(b *v1alpha1.MultiArchBuild) { b.Spec.Source.Git.URL = "https://example.com/org/app@v1.git" },
 		"build arg any value": func(b *v1alpha1.MultiArchBuild) {
 			b.Spec.Strategy.BuildArgs = []v1alpha1.BuildArg{{Name: "_X", Value: "'\"$(`\n;|&"}}
 		},
@@ -155,5 +169,72 @@ func TestGenerateRejectsBadInput(t *testing.T) {
 	in.Settings.BuilderImage = ""
 	if _, err := Generate(in); err == nil || !strings.Contains(err.Error(), "BuilderImage") {
 		t.Errorf("empty Settings.BuilderImage: %v", err)
+	}
+}
+
+// The CRD's rules against option injection and embedded credentials in
+// spec.source.git.url, repeated by Generate.
+func TestGenerateRejectsGitURLOptionsAndCredentials(t *testing.T) {
+	for _, tc := range []struct{ name, url, want string }{
+		{"ssh host is an option", "ssh://-oProxyCommand=id/app.git", "must not start with '-'"},
+		{"ssh user is an option", "ssh://-oProxyCommand=id@example.com/app.git", "must not start with '-'"},
+		{"ssh host after user is an option", "ssh://git@-oProxyCommand=id/app.git", "must not start with '-'"},
+		{"ssh port is an option", "ssh://git@example.com:-p/app.git", "must not start with '-'"},
+		{"bracketed host is an option", "ssh://[-oProxyCommand=id]/app.git", "must not start with '-'"},
+		{"https host is an option", "https://-example.com/app.git", "must not start with '-'"},
+		{"scp-like user is an option", "-oProxyCommand@example.com:app.git", "must not start with '-'"},
+		{"scp-like host is an option", "git@-oProxyCommand:app.git", "must not start with '-'"},
+		{"scp-like path is an option", "git@example.com:--upload-pack=id", "must not start with '-'"},
+		{"https user and password", "https://user:hunter2@github.com/org/app.git", "spec.source.git.secretRef"},
+		{"https token", "https://hunter2@github.com/org/app.git", "spec.source.git.secretRef"},
+		{"https password only", "https://:hunter2@github.com/org/app.git", "spec.source.git.secretRef"},
+		{"git protocol user", "git://user:hunter2@example.com/app.git", "spec.source.git.secretRef"},
+		{"ssh password", "ssh://git:hunter2@example.com/app.git", "spec.source.git.secretRef"},
+		{"scp-like password", "git:hunter2@example.com:app.git", "spec.source.git.secretRef"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := htopBuild()
+			b.Spec.Source.Git.URL = tc.url
+			_, err := Generate(input(b))
+			if err == nil {
+				t.Fatalf("Generate accepted %q", tc.url)
+			}
+			if !errors.Is(err, ErrInvalidSpec) || !strings.Contains(err.Error(), "spec.source.git.url:") || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("want an invalid-spec error naming spec.source.git.url and saying %q, got %v", tc.want, err)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("the error repeats the credentials of the URL: %v", err)
+			}
+		})
+	}
+}
+
+// TestGitURLPatternsAreTheCRDs keeps the two validations of spec.source.git.url
+// in step: every pattern Generate checks is one the CRD's CEL rules match.
+func TestGitURLPatternsAreTheCRDs(t *testing.T) {
+	data, err := os.ReadFile("../../config/crd/bases/build.multiarch.io_multiarchbuilds.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	crd := &apiextensionsv1.CustomResourceDefinition{}
+	if err := yaml.Unmarshal(data, crd); err != nil {
+		t.Fatal(err)
+	}
+	url := crd.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties["spec"].Properties["source"].Properties["git"].Properties["url"]
+	cel := map[string]bool{}
+	matches := regexp.MustCompile(`matches\('((?:[^']|'')*)'\)`)
+	for _, rule := range url.XValidations {
+		for _, m := range matches.FindAllStringSubmatch(rule.Rule, -1) {
+			cel[m[1]] = true
+		}
+	}
+	if len(cel) == 0 {
+		t.Fatal("no matches() in the CEL rules of spec.source.git.url")
+	}
+	goPatterns := append([]*regexp.Regexp{gitURLPattern, gitSCPPattern}, append(gitURLOption, gitURLCredentials...)...)
+	for _, re := range goPatterns {
+		if !cel[re.String()] {
+			t.Errorf("Generate checks %q, which no CEL rule of spec.source.git.url matches (the CRD has %v)", re, keys(cel))
+		}
 	}
 }
