@@ -39,7 +39,9 @@ import (
 // +kubebuilder:rbac:groups=build.multiarch.io,resources=multiarchbuilds/finalizers,verbs=update
 // +kubebuilder:rbac:groups=tekton.dev,resources=pipelineruns,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=tekton.dev,resources=taskruns,verbs=list;watch
-// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=list;watch;create
+// PVCs: get reads a claim past the cache when its create says it exists
+// (is it ours?).
+// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;create
 // +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=list;watch;create
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get
 // The builder ServiceAccount's RoleBinding to the SCC ClusterRole: "bind" on
@@ -103,6 +105,9 @@ type buildScope struct {
 
 	stop         bool
 	requeueAfter time.Duration
+	// completed: every step ran (or stopped on purpose) without an error, so
+	// status describes this generation and may say it observed it.
+	completed bool
 }
 
 func (s *buildScope) requeue(d time.Duration) {
@@ -148,6 +153,7 @@ func (r *MultiArchBuildReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 			break
 		}
 	}
+	s.completed = true
 	return ctrl.Result{RequeueAfter: s.requeueAfter}, nil
 }
 
@@ -163,17 +169,25 @@ func (s *buildScope) setCondition(c metav1.Condition) {
 
 // patchStatus summarises the conditions and patches status once, only when
 // it changed; then it emits events and metrics for the transitions.
+// status.observedGeneration moves only when the whole reconcile ran: a
+// reconcile that failed half way leaves conditions of the older generation,
+// and must not vouch for the new one. The patch carries the resourceVersion
+// the reconcile read (optimistic lock): a status written in between by
+// another writer is never overwritten with older observations; the conflict
+// re-queues the build.
 func (r *MultiArchBuildReconciler) patchStatus(ctx context.Context, s *buildScope) error {
 	st := &s.build.Status
-	st.ObservedGeneration = s.build.Generation
+	if s.completed {
+		st.ObservedGeneration = s.build.Generation
+	}
 	setCond(st, s.build.Generation, readyCondition(s.build, st.Conditions))
-	st.Phase = phaseOf(st.Conditions, s.outcome.Run != nil)
+	st.Phase = phaseOf(st.Conditions, s.build.Generation, s.outcome.Run != nil)
 	if equality.Semantic.DeepEqual(s.before, st) {
 		return nil
 	}
 	base := s.build.DeepCopy()
 	base.Status = *s.before
-	if err := r.Client.Status().Patch(ctx, s.build, client.MergeFrom(base)); err != nil {
+	if err := r.Client.Status().Patch(ctx, s.build, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil
 		}

@@ -361,11 +361,11 @@ func TestSpecChangeMidRunCancelsTheOldRunAndStartsANewOne(t *testing.T) {
 		if err := adminClient.Get(ctx, client.ObjectKeyFromObject(first), old); err != nil {
 			return false, err.Error()
 		}
-		return old.Spec.Status == tektonv1.PipelineRunSpecStatusCancelled, fmt.Sprintf("spec.status %q", old.Spec.Status)
+		return old.Spec.Status == tektonv1.PipelineRunSpecStatusCancelledRunFinally, fmt.Sprintf("spec.status %q", old.Spec.Status)
 	})
 	old := &tektonv1.PipelineRun{}
 	_ = adminClient.Get(ctx, client.ObjectKeyFromObject(first), old)
-	first.Spec.Status = tektonv1.PipelineRunSpecStatusCancelled
+	first.Spec.Status = tektonv1.PipelineRunSpecStatusCancelledRunFinally
 	if d := cmp.Diff(first.Spec, old.Spec); d != "" {
 		t.Errorf("cancelling changed more than spec.status (-want +got):\n%s", d)
 	}

@@ -136,15 +136,19 @@ func (r *MultiArchBuildReconciler) ensureRun(ctx context.Context, s *buildScope)
 }
 
 // cancelSuperseded cancels every unfinished run of the build that is not
-// the current one (a newer generation or rebuild token replaced it).
+// the current one (a newer generation or rebuild token replaced it), and
+// lets its cleanup run.
 func (r *MultiArchBuildReconciler) cancelSuperseded(ctx context.Context, s *buildScope) error {
 	for i := range s.runs {
 		run := &s.runs[i]
-		if run.Name == s.runName || runFinished(run) || run.Spec.Status == tektonv1.PipelineRunSpecStatusCancelled {
+		if run.Name == s.runName || runFinished(run) || run.Spec.Status == tektonv1.PipelineRunSpecStatusCancelled ||
+			run.Spec.Status == tektonv1.PipelineRunSpecStatusCancelledRunFinally {
 			continue
 		}
 		base := run.DeepCopy()
-		run.Spec.Status = tektonv1.PipelineRunSpecStatusCancelled
+		// CancelledRunFinally, not Cancelled: the finally cleanup task still
+		// runs and removes the run's directory from the shared volume.
+		run.Spec.Status = tektonv1.PipelineRunSpecStatusCancelledRunFinally
 		if err := r.Client.Patch(ctx, run, client.MergeFrom(base)); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("cancel PipelineRun %s: %w", klog.KObj(run), err)
 		}

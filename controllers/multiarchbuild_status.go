@@ -280,10 +280,21 @@ func repository(image string) string {
 	return image
 }
 
-// readyCondition summarises the others into Ready.
+// readyCondition summarises the others into Ready. Only a Succeeded
+// condition of the current generation counts: one left from an older
+// generation (a reconcile of the new one failed before observing its run)
+// never makes the new generation Ready, nor Failed.
 func readyCondition(build *v1alpha1.MultiArchBuild, conds []metav1.Condition) metav1.Condition {
 	c := metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse}
 	succ := meta.FindStatusCondition(conds, v1alpha1.ConditionSucceeded)
+	if succ != nil && succ.ObservedGeneration != build.Generation {
+		c.Reason = v1alpha1.ReasonBuilding
+		c.Message = fmt.Sprintf("generation %d is not built yet (the latest verdict is for generation %d)", build.Generation, succ.ObservedGeneration)
+		if build.Status.Image != "" {
+			c.Message += "; the last pushed image is " + build.Status.Image
+		}
+		return c
+	}
 	switch {
 	case succ != nil && succ.Status == metav1.ConditionTrue:
 		c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonBuilt
@@ -314,8 +325,11 @@ func readyCondition(build *v1alpha1.MultiArchBuild, conds []metav1.Condition) me
 
 // phaseOf summarises the conditions into the phase; runExists says whether
 // the run of the current generation and token exists.
-func phaseOf(conds []metav1.Condition, runExists bool) v1alpha1.Phase {
+func phaseOf(conds []metav1.Condition, generation int64, runExists bool) v1alpha1.Phase {
 	succ := meta.FindStatusCondition(conds, v1alpha1.ConditionSucceeded)
+	if succ != nil && succ.ObservedGeneration != generation {
+		succ = nil // a verdict on an older generation says nothing of this one
+	}
 	switch {
 	case succ != nil && succ.Status == metav1.ConditionTrue:
 		return v1alpha1.PhaseSucceeded

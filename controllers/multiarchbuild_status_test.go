@@ -131,6 +131,18 @@ func cond(t string, s metav1.ConditionStatus, reason string) metav1.Condition {
 	return metav1.Condition{Type: t, Status: s, Reason: reason, Message: t + " message"}
 }
 
+// stale marks every condition as set for generation 0 while the build
+// under test is at generation 1, except Succeeded keeps 0 too.
+func stale(cs []metav1.Condition) []metav1.Condition {
+	out := append([]metav1.Condition(nil), cs...)
+	for i := range out {
+		if out[i].Type != v1alpha1.ConditionSucceeded {
+			out[i].ObservedGeneration = 1
+		}
+	}
+	return out
+}
+
 func TestReadyConditionAndPhase(t *testing.T) {
 	ok := []metav1.Condition{
 		cond(v1alpha1.ConditionPipelinesAvailable, metav1.ConditionTrue, v1alpha1.ReasonTektonAvailable),
@@ -168,15 +180,24 @@ func TestReadyConditionAndPhase(t *testing.T) {
 		{"built", with(cond(v1alpha1.ConditionSucceeded, metav1.ConditionTrue, v1alpha1.ReasonRunSucceeded)), true, metav1.ConditionTrue, v1alpha1.ReasonBuilt, v1alpha1.PhaseSucceeded},
 		{"failed", with(cond(v1alpha1.ConditionSucceeded, metav1.ConditionFalse, v1alpha1.ReasonRunFailed)), true, metav1.ConditionFalse, v1alpha1.ReasonBuildFailed, v1alpha1.PhaseFailed},
 		{"run deleted", with(cond(v1alpha1.ConditionSucceeded, metav1.ConditionFalse, v1alpha1.ReasonRunDeleted)), false, metav1.ConditionFalse, v1alpha1.ReasonBuildFailed, v1alpha1.PhaseFailed},
+		// A verdict of an older generation (ObservedGeneration 0, the build is
+		// at 1): the spec was edited and the reconcile of the new generation
+		// has not observed its run. Never Ready with the old image, never Failed.
+		{"stale success", stale(with(cond(v1alpha1.ConditionSucceeded, metav1.ConditionTrue, v1alpha1.ReasonRunSucceeded))), false, metav1.ConditionFalse, v1alpha1.ReasonBuilding, v1alpha1.PhasePending},
+		{"stale success, new run exists", stale(with(cond(v1alpha1.ConditionSucceeded, metav1.ConditionTrue, v1alpha1.ReasonRunSucceeded))), true, metav1.ConditionFalse, v1alpha1.ReasonBuilding, v1alpha1.PhaseBuilding},
+		{"stale failure", stale(with(cond(v1alpha1.ConditionSucceeded, metav1.ConditionFalse, v1alpha1.ReasonRunFailed))), false, metav1.ConditionFalse, v1alpha1.ReasonBuilding, v1alpha1.PhasePending},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := &v1alpha1.MultiArchBuild{}
+			if strings.HasPrefix(tt.name, "stale") {
+				b.Generation = 1
+			}
 			r := readyCondition(b, tt.conds)
 			if r.Status != tt.wantReady || r.Reason != tt.wantReason {
 				t.Errorf("Ready %s/%s, want %s/%s", r.Status, r.Reason, tt.wantReady, tt.wantReason)
 			}
-			if p := phaseOf(tt.conds, tt.runExists); p != tt.wantPhase {
+			if p := phaseOf(tt.conds, b.Generation, tt.runExists); p != tt.wantPhase {
 				t.Errorf("phase %s, want %s", p, tt.wantPhase)
 			}
 		})

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/multiarch-build/multiarch-build-operator/api/v1alpha1"
@@ -63,6 +64,13 @@ func (r *MultiArchBuildReconciler) ensureWorkspace(ctx context.Context, s *build
 		}
 		claim = created
 	}
+	if claim != nil && !metav1.IsControlledBy(claim, s.build) {
+		// Someone else's claim with our name (or a claim of a deleted build of
+		// the same name, still being collected): never adopted.
+		s.setCondition(conflictCondition(v1alpha1.ConditionStorageReady, "PersistentVolumeClaim", claim))
+		s.requeue(backoff(r.clock(), s.build.Status.Conditions, v1alpha1.ConditionStorageReady))
+		return nil
+	}
 	// The StorageClass watch re-queues the build when the class appears,
 	// the PVC watch when the claim binds: no timer.
 	s.setCondition(storageCondition(storage.Check(claim, className, class)))
@@ -110,6 +118,21 @@ func refusedCondition(condType string, err error) (metav1.Condition, bool) {
 	}, true
 }
 
+// conflictCondition: an object named as the operator names it exists and is
+// not the operator's for this build.
+func conflictCondition(condType, kind string, o metav1.Object) metav1.Condition {
+	owner := "no controller"
+	if ref := metav1.GetControllerOfNoCopy(o); ref != nil {
+		owner = fmt.Sprintf("controller %s %s (uid %s)", ref.Kind, ref.Name, ref.UID)
+	}
+	msg := fmt.Sprintf("%s %s/%s exists and was not created by the operator for this build (%s, labels %v); the operator never adopts it. Fix: delete or rename it, or rename the build",
+		kind, o.GetNamespace(), o.GetName(), owner, o.GetLabels())
+	if o.GetDeletionTimestamp() != nil {
+		msg = fmt.Sprintf("%s %s/%s of an earlier object is being deleted; the build waits for it to go", kind, o.GetNamespace(), o.GetName())
+	}
+	return metav1.Condition{Type: condType, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonConflict, Message: msg}
+}
+
 func (r *MultiArchBuildReconciler) createClaim(ctx context.Context, s *buildScope) (*corev1.PersistentVolumeClaim, error) {
 	claim := storage.DesiredClaim(s.build)
 	if err := controllerutil.SetControllerReference(s.build, claim, r.Scheme); err != nil {
@@ -117,8 +140,14 @@ func (r *MultiArchBuildReconciler) createClaim(ctx context.Context, s *buildScop
 	}
 	err := r.Client.Create(ctx, claim)
 	if apierrors.IsAlreadyExists(err) {
-		// Created by an earlier reconcile the cache has not caught up with.
-		return claim, nil
+		// Created by an earlier reconcile the cache has not caught up with,
+		// or not ours (the cache holds only claims with our label): the API
+		// server says whose it is.
+		existing := &corev1.PersistentVolumeClaim{}
+		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(claim), existing); err != nil {
+			return nil, fmt.Errorf("get PersistentVolumeClaim %s: %w", klog.KObj(claim), err)
+		}
+		return existing, nil
 	}
 	if err != nil {
 		return nil, refuse("create PersistentVolumeClaim "+klog.KObj(claim).String(), err)
@@ -170,6 +199,12 @@ func (r *MultiArchBuildReconciler) ensureBuilder(ctx context.Context, s *buildSc
 		err := r.ensureServiceAccount(ctx, s)
 		if rc, ok := refusedCondition(v1alpha1.ConditionBuilderReady, err); ok {
 			s.setCondition(rc)
+			s.requeue(backoff(r.clock(), s.build.Status.Conditions, v1alpha1.ConditionBuilderReady))
+			return nil
+		}
+		var conflict *conflictError
+		if errors.As(err, &conflict) {
+			s.setCondition(conflictCondition(v1alpha1.ConditionBuilderReady, conflict.kind, conflict.obj))
 			s.requeue(backoff(r.clock(), s.build.Status.Conditions, v1alpha1.ConditionBuilderReady))
 			return nil
 		}
@@ -235,6 +270,9 @@ func (r *MultiArchBuildReconciler) ensureBuilderBinding(ctx context.Context, acc
 	rb := &rbacv1.RoleBinding{}
 	err := r.APIReader.Get(ctx, account, rb)
 	if err == nil {
+		if !isBuilderBinding(rb, role, account) {
+			return &conflictError{kind: "RoleBinding", obj: rb}
+		}
 		return nil
 	}
 	if !apierrors.IsNotFound(err) {
@@ -252,4 +290,24 @@ func (r *MultiArchBuildReconciler) ensureBuilderBinding(ctx context.Context, acc
 		return refuse(fmt.Sprintf("create RoleBinding %s to ClusterRole %s", klog.KObj(rb), role), err)
 	}
 	return nil
+}
+
+// isBuilderBinding: the RoleBinding is the one the operator makes: its
+// label, the builder ClusterRole, the builder ServiceAccount as its only
+// subject. Anything else with that name is someone else's.
+func isBuilderBinding(rb *rbacv1.RoleBinding, role string, account types.NamespacedName) bool {
+	return rb.Labels[pipeline.LabelManagedBy] == pipeline.ManagedBy &&
+		rb.RoleRef.Kind == "ClusterRole" && rb.RoleRef.Name == role &&
+		len(rb.Subjects) == 1 && rb.Subjects[0].Kind == rbacv1.ServiceAccountKind &&
+		rb.Subjects[0].Name == account.Name && rb.Subjects[0].Namespace == account.Namespace
+}
+
+// conflictError: an object with the operator's name is not the operator's.
+type conflictError struct {
+	kind string
+	obj  metav1.Object
+}
+
+func (e *conflictError) Error() string {
+	return fmt.Sprintf("%s %s/%s is not the operator's", e.kind, e.obj.GetNamespace(), e.obj.GetName())
 }

@@ -77,22 +77,6 @@ func fullRun() bool {
 	return f != nil && f.Value.String() == "" && (s == nil || s.Value.String() == "") && !testing.Short()
 }
 
-// inClusterOnly are the CSV's rules that only the operator running in its
-// pod exercises (the e2e tier runs it so, with the same CSV rules): envtest
-// managers run without leader election and with metrics off.
-var inClusterOnly = map[string]string{
-	"create authentication.k8s.io/tokenreviews":        "metrics endpoint authentication (controller-runtime filters.WithAuthenticationAndAuthorization)",
-	"create authorization.k8s.io/subjectaccessreviews": "metrics endpoint authorization",
-	"get coordination.k8s.io/leases":                   "leader election",
-	"create coordination.k8s.io/leases":                "leader election",
-	"update coordination.k8s.io/leases":                "leader election",
-	"create core/events":                               "leader election events (client-go resourcelock)",
-	"patch core/events":                                "leader election events, repeated",
-	"patch events.k8s.io/events":                       "an event series (the same event again within minutes)",
-	// Authorized without a request of its own:
-	"update build.multiarch.io/multiarchbuilds/finalizers": "OwnerReferencesPermissionEnforcement checks it on every PVC and PipelineRun create (blockOwnerDeletion); TestOwnerReferencesPermissionEnforcementRefusalIsReported shows the create refused without it",
-}
-
 // checkRBACUsage compares what the operator's managers requested, as the
 // CSV's ServiceAccount, with what the CSV grants, both ways: a request the
 // API server refused for lack of a permission fails the stories that made
@@ -110,12 +94,12 @@ func checkRBACUsage() int {
 		granted = append(granted, p.Rules...)
 	}
 	usage := testenv.OperatorUsage()
-	unused := usage.Unused(granted, inClusterOnly)
+	unused := usage.Unused(granted, testenv.GrantsNotSeenInEnvtest())
 	refused := usage.Refused()
 	fmt.Printf("SUMMARY: rbac: the CSV grants %d rules; %d requests kinds made as its ServiceAccount; unused grants %d %v; refused %v\n",
 		len(granted), usage.Kinds(), len(unused), unused, refused)
 	if len(unused) > 0 {
-		fmt.Fprintf(os.Stderr, "FAIL: the CSV grants verbs that no code path of the operator used: %v (remove the +kubebuilder:rbac markers, or list them in inClusterOnly with the reason)\n", unused)
+		fmt.Fprintf(os.Stderr, "FAIL: the CSV grants verbs that no code path of the operator used: %v (remove the +kubebuilder:rbac markers, or list them in testenv.GrantsUsedInClusterOnly with the reason)\n", unused)
 		return 1
 	}
 	return 0

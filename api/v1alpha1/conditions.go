@@ -47,6 +47,10 @@ const (
 	// a schema the operator's version does not match).
 	ReasonRejected = "Rejected"
 
+	// StorageReady and BuilderReady: an object with the name the operator
+	// uses exists and was not made by it for this build; it is never adopted.
+	ReasonConflict = "Conflict"
+
 	// BuilderReady
 	ReasonBuilderBound           = "BuilderBound"
 	ReasonServiceAccountFromSpec = "ServiceAccountFromSpec"

@@ -43,6 +43,16 @@ end
 local ready = findCondition(obj.status.conditions, "Ready")
 local succeeded = findCondition(obj.status.conditions, "Succeeded")
 
+-- A verdict of an older generation says nothing of this one.
+if ready ~= nil and generation ~= nil and ready.observedGeneration ~= nil and ready.observedGeneration ~= generation then
+  hs.status = "Progressing"
+  hs.message = "Waiting for the build of generation " .. tostring(generation)
+  return hs
+end
+if succeeded ~= nil and generation ~= nil and succeeded.observedGeneration ~= nil and succeeded.observedGeneration ~= generation then
+  succeeded = nil
+end
+
 if ready ~= nil and ready.status == "True" then
   hs.status = "Healthy"
   if obj.status.image ~= nil and obj.status.image ~= "" then

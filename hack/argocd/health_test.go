@@ -180,6 +180,18 @@ func TestHealth(t *testing.T) {
 		}),
 		want: health{"Progressing", "Waiting for the operator to observe generation 3"},
 	}, {
+		name: "an observed generation whose Ready verdict is of an older generation is Progressing, not Healthy",
+		build: build(3, func(s *v1alpha1.MultiArchBuildStatus) {
+			s.ObservedGeneration = 3
+			s.Phase = v1alpha1.PhaseSucceeded
+			s.Conditions = []metav1.Condition{
+				cond(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonBuilt, "Pushed "+pushed, 2),
+				cond(v1alpha1.ConditionSucceeded, metav1.ConditionTrue, v1alpha1.ReasonRunSucceeded, "PipelineRun htop-2-4f7c succeeded", 2),
+			}
+			s.Digest, s.Image = digest, pushed
+		}),
+		want: health{"Progressing", "Waiting for the build of generation 3"},
+	}, {
 		name: "waiting for nodes of an architecture is Progressing with the Ready message",
 		build: build(2, func(s *v1alpha1.MultiArchBuildStatus) {
 			s.ObservedGeneration = 2
