@@ -23,10 +23,23 @@ fail() { echo "build $PLATFORM: ERROR: $*" >&2; exit 1; }
 : "${CONTAINERFILE:?build: CONTAINERFILE is not set}"
 : "${ARCHIVE:?build: ARCHIVE is not set}"
 
-context="$SOURCE_DIR/$CONTEXT_DIR"
-containerfile="$context/$CONTAINERFILE"
-[[ -d "$context" ]] || fail "directory $CONTEXT_DIR (spec.source.contextDir) not found in the sources"
-[[ -f "$containerfile" ]] || fail "$CONTAINERFILE (spec.strategy.containerfile) not found in $CONTEXT_DIR"
+# The sources are someone's repository: a symlink in it may lead anywhere in
+# this pod (ctx -> /, Containerfile -> /etc/shadow), and COPY would then read
+# the pod's files. The context and the Containerfile are resolved and must lie
+# inside the sources. (A symlink inside the context is buildah's business: COPY
+# resolves it within the context.)
+sources="$(realpath -e -- "$SOURCE_DIR")" || fail "the sources directory $SOURCE_DIR does not exist"
+inside_sources() { [[ "$1" == "$sources" || "$1" == "${sources%/}/"* ]]; }
+context="$(realpath -e -- "$SOURCE_DIR/$CONTEXT_DIR" 2>/dev/null)" ||
+  fail "directory $CONTEXT_DIR (spec.source.contextDir) not found in the sources"
+inside_sources "$context" ||
+  fail "$CONTEXT_DIR (spec.source.contextDir) resolves to $context, outside the cloned sources: a symlink in the repository must not lead out of it"
+[[ -d "$context" ]] || fail "$CONTEXT_DIR (spec.source.contextDir) is not a directory"
+containerfile="$(realpath -e -- "$context/$CONTAINERFILE" 2>/dev/null)" ||
+  fail "$CONTAINERFILE (spec.strategy.containerfile) not found in $CONTEXT_DIR"
+inside_sources "$containerfile" ||
+  fail "$CONTAINERFILE (spec.strategy.containerfile) resolves to $containerfile, outside the cloned sources: a symlink in the repository must not lead out of it"
+[[ -f "$containerfile" ]] || fail "$CONTAINERFILE (spec.strategy.containerfile) in $CONTEXT_DIR is not a regular file"
 
 build_args=()
 for arg in "$@"; do

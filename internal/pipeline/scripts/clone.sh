@@ -44,16 +44,40 @@ if [[ -n "${GIT_SECRET_DIR:-}" ]]; then
   elif [[ -f "$GIT_SECRET_DIR/password" ]]; then
     # git asks GIT_ASKPASS for the user name and the password; the helper
     # reads them from the Secret files, so they never appear in a URL or argv.
+    # git asks it for every server it talks to, submodules included: it answers
+    # only for the repository's own scheme and host (with port), the origin
+    # below, and refuses any other so that git fails instead of sending the
+    # Secret elsewhere. The origin is parsed here, as data, never evaluated.
+    CLONE_CREDENTIAL_ORIGIN=""
+    if [[ "$GIT_URL" =~ ^(https?)://([^/?#]*) ]]; then
+      authority="${BASH_REMATCH[2]}"
+      CLONE_CREDENTIAL_ORIGIN="${BASH_REMATCH[1]}://${authority##*@}"
+    else
+      echo "clone: WARNING: the basic-auth credentials of the Git Secret are only used with an https:// or http:// URL" >&2
+    fi
+    # git's prompts: "Username for 'https://host': " and
+    # "Password for 'https://user@host': ".
     cat > "$tmp/askpass" <<'ASKPASS'
 #!/bin/sh
+q="'"
+url="${1#*$q}"
+url="${url%$q*}"
+scheme="${url%%://*}"
+host="${url#*://}"
+host="${host##*@}"
+if [ -z "$CLONE_CREDENTIAL_ORIGIN" ] || [ "$scheme://$host" != "$CLONE_CREDENTIAL_ORIGIN" ]; then
+  echo "clone: not answering git's prompt \"$1\" with the credentials of spec.source.git.secretRef: they are only for ${CLONE_CREDENTIAL_ORIGIN:-an https:// or http:// spec.source.git.url}" >&2
+  exit 1
+fi
 case "$1" in
   Username*) cat "$GIT_SECRET_DIR/username" ;;
-  *) cat "$GIT_SECRET_DIR/password" ;;
+  Password*) cat "$GIT_SECRET_DIR/password" ;;
+  *) exit 1 ;;
 esac
 ASKPASS
     chmod 700 "$tmp/askpass"
-    export GIT_ASKPASS="$tmp/askpass" GIT_SECRET_DIR
-    echo "clone: using the basic-auth credentials of the Git Secret"
+    export GIT_ASKPASS="$tmp/askpass" GIT_SECRET_DIR CLONE_CREDENTIAL_ORIGIN
+    echo "clone: using the basic-auth credentials of the Git Secret for ${CLONE_CREDENTIAL_ORIGIN:-no server}"
   else
     fail "the Git Secret mounted at $GIT_SECRET_DIR has neither ssh-privatekey (kubernetes.io/ssh-auth) nor username/password (kubernetes.io/basic-auth) keys"
   fi
@@ -66,16 +90,18 @@ rm -rf -- "$SOURCE_DIR"/*
 shopt -u dotglob nullglob
 cd "$SOURCE_DIR"
 git init -q .
-git remote add origin "$GIT_URL"
+# "--" before every value of the spec: a URL or revision starting with '-'
+# (refused at admission) would still never be read as an option.
+git remote add -- origin "$GIT_URL"
 
 echo "clone: fetching $GIT_REVISION from $GIT_URL"
-if git fetch -q --depth=1 origin "$GIT_REVISION" 2>"$tmp/shallow.err"; then
+if git fetch -q --depth=1 -- origin "$GIT_REVISION" 2>"$tmp/shallow.err"; then
   git checkout -q --detach FETCH_HEAD
 else
   # A short SHA, or a server that refuses to serve a commit by SHA: fetch
   # every branch and tag and resolve the revision locally.
   echo "clone: shallow fetch of $GIT_REVISION failed ($(head -n1 "$tmp/shallow.err")); fetching all branches and tags"
-  git fetch -q --tags origin '+refs/heads/*:refs/remotes/origin/*' ||
+  git fetch -q --tags -- origin '+refs/heads/*:refs/remotes/origin/*' ||
     fail "cannot fetch $GIT_URL: check the URL and, for a private repository, spec.source.git.secretRef"
   resolved=""
   for ref in "refs/remotes/origin/$GIT_REVISION" "refs/tags/$GIT_REVISION" "$GIT_REVISION"; do
@@ -90,7 +116,11 @@ fi
 
 if [[ -f .gitmodules ]]; then
   echo "clone: updating submodules"
-  git submodule update -q --init --recursive --depth=1
+  hint="check their URLs in .gitmodules"
+  if [[ -n "${CLONE_CREDENTIAL_ORIGIN:-}" ]]; then
+    hint+="; the credentials of spec.source.git.secretRef are only given to $CLONE_CREDENTIAL_ORIGIN"
+  fi
+  git submodule update -q --init --recursive --depth=1 || fail "cannot fetch the submodules of $GIT_URL: $hint"
 fi
 
 commit="$(git rev-parse HEAD)"

@@ -23,13 +23,27 @@ fail() { echo "install $PLATFORM: ERROR: $*" >&2; exit 1; }
 : "${CONTEXT_DIR:?install: CONTEXT_DIR is not set}"
 : "${WORK_DIR:?install: WORK_DIR is not set}"
 
-[[ -d "$SOURCE_DIR/$CONTEXT_DIR" ]] || fail "directory $CONTEXT_DIR (spec.source.contextDir) not found in the sources"
+# context_in DIR: the context directory resolved in DIR (the clone or the
+# copy), which it must not leave: a symlink in the repository (ctx -> /) would
+# run the install command, and later the build, on the pod's files.
+context_in() {
+  local root dir
+  root="$(realpath -e -- "$1")" || fail "the directory $1 does not exist"
+  dir="$(realpath -e -- "$1/$CONTEXT_DIR" 2>/dev/null)" ||
+    fail "directory $CONTEXT_DIR (spec.source.contextDir) not found in the sources"
+  [[ "$dir" == "$root" || "$dir" == "${root%/}/"* ]] ||
+    fail "$CONTEXT_DIR (spec.source.contextDir) resolves to $dir, outside the cloned sources: a symlink in the repository must not lead out of it"
+  [[ -d "$dir" ]] || fail "$CONTEXT_DIR (spec.source.contextDir) is not a directory"
+  printf '%s' "$dir"
+}
+context_in "$SOURCE_DIR" >/dev/null
 
 echo "install $PLATFORM: copying the sources to $WORK_DIR"
 rm -rf "$WORK_DIR"
 mkdir -p "$WORK_DIR"
 tar -C "$SOURCE_DIR" --exclude=./.git -cf - . | tar -C "$WORK_DIR" -xf -
-cd "$WORK_DIR/$CONTEXT_DIR"
+context="$(context_in "$WORK_DIR")" || exit 1
+cd "$context"
 
 # The pod is pinned to a node of $PLATFORM; if the image ran emulated or was
 # single-arch, native modules would silently be built for the wrong CPU.

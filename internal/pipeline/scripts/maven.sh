@@ -18,7 +18,14 @@ fail() { echo "maven: ERROR: $*" >&2; exit 1; }
 : "${MAVEN_REPO:?maven: MAVEN_REPO is not set}"
 (($# > 0)) || fail "no goals given"
 
-cd "$SOURCE_DIR/$CONTEXT_DIR" 2>/dev/null || fail "directory $CONTEXT_DIR (spec.source.contextDir) not found in the sources"
+# A symlink in the repository (ctx -> /) must not take Maven, and the build
+# after it, out of the cloned sources.
+sources="$(realpath -e -- "$SOURCE_DIR")" || fail "the sources directory $SOURCE_DIR does not exist"
+context="$(realpath -e -- "$SOURCE_DIR/$CONTEXT_DIR" 2>/dev/null)" ||
+  fail "directory $CONTEXT_DIR (spec.source.contextDir) not found in the sources"
+[[ "$context" == "$sources" || "$context" == "${sources%/}/"* ]] ||
+  fail "$CONTEXT_DIR (spec.source.contextDir) resolves to $context, outside the cloned sources: a symlink in the repository must not lead out of it"
+cd "$context" 2>/dev/null || fail "$CONTEXT_DIR (spec.source.contextDir) is not a directory"
 [[ -f pom.xml ]] || echo "maven: WARNING: no pom.xml in $CONTEXT_DIR" >&2
 
 opts=(--batch-mode --no-transfer-progress "-Dmaven.repo.local=$MAVEN_REPO")
