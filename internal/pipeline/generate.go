@@ -7,10 +7,12 @@ import (
 	"time"
 
 	"github.com/multiarch-build/multiarch-build-operator/api/v1alpha1"
+	"github.com/multiarch-build/multiarch-build-operator/internal/settings"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/pod"
 	tektonv1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 )
 
 // Where things live on the shared ReadWriteMany volume:
@@ -35,6 +37,7 @@ const (
 	mountArch       = "/workspace/arch"
 	mountArchives   = "/workspace/archives"
 	mountRuns       = "/workspace/runs"
+	mountRun        = "/workspace/run"
 	mountNpmCache   = "/workspace/cache/npm"
 	mountMavenCache = "/workspace/cache/m2"
 	mountGitSecret  = "/workspace/secrets/git"
@@ -64,6 +67,7 @@ const (
 // generator builds the PipelineRun of one plan.
 type generator struct {
 	p *plan
+	s settings.Settings
 }
 
 // Generate returns the self-contained PipelineRun that builds in.Build: an
@@ -90,7 +94,7 @@ func Generate(in Input) (*tektonv1.PipelineRun, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &generator{p: p}
+	g := &generator{p: p, s: in.Settings}
 	return g.pipelineRun(), nil
 }
 
@@ -110,6 +114,7 @@ func (g *generator) pipelineRun() *tektonv1.PipelineRun {
 			Timeouts:     g.timeouts(),
 			TaskRunTemplate: tektonv1.PipelineTaskRunTemplate{
 				ServiceAccountName: p.serviceAccount,
+				PodTemplate:        podTemplate(),
 			},
 			TaskRunSpecs: g.taskRunSpecs(),
 		},
@@ -234,10 +239,12 @@ func (g *generator) taskRunSpecs() []tektonv1.PipelineTaskRunSpec {
 		for _, name := range names {
 			specs = append(specs, tektonv1.PipelineTaskRunSpec{
 				PipelineTaskName: name,
-				PodTemplate: &pod.Template{
-					NodeSelector: map[string]string{corev1.LabelArchStable: arch},
-					Tolerations:  g.p.tolerations[arch],
-				},
+				PodTemplate: func() *pod.Template {
+					t := podTemplate()
+					t.NodeSelector = map[string]string{corev1.LabelArchStable: arch}
+					t.Tolerations = g.p.tolerations[arch]
+					return t
+				}(),
 			})
 		}
 	}
@@ -259,8 +266,9 @@ func (g *generator) cloneTask() tektonv1.PipelineTask {
 			env("RESULT_COMMIT", "$(results."+ResultCommit+".path)"),
 			env("GIT_SECRET_DIR", ""),
 		},
-		VolumeMounts:    []corev1.VolumeMount{g.runMount(mountSource, "source", false)},
-		SecurityContext: rootContext(false),
+		VolumeMounts:     []corev1.VolumeMount{g.runMount(mountSource, "source", false)},
+		SecurityContext:  toolContext(),
+		ComputeResources: g.resources("clone"),
 	}
 	volumes := []corev1.Volume{g.sharedVolume()}
 	if p.gitSecret != "" {
@@ -279,9 +287,23 @@ func (g *generator) cloneTask() tektonv1.PipelineTask {
 				Params:      tektonv1.ParamSpecs{stringParamSpec(paramGitURL, ""), stringParamSpec(paramGitRevision, "")},
 				Results:     []tektonv1.TaskResult{{Name: ResultCommit, Type: tektonv1.ResultsTypeString, Description: "The commit checked out."}},
 				Volumes:     volumes,
-				Steps:       []tektonv1.Step{step},
+				Steps:       []tektonv1.Step{g.prepareStep(), step},
 			},
 		},
+	}
+}
+
+// prepareStep marks the run's start on the shared volume (cleanup's sweep
+// of older runs' directories compares with it).
+func (g *generator) prepareStep() tektonv1.Step {
+	return tektonv1.Step{
+		Name:             "prepare",
+		Image:            g.p.gitImage,
+		Script:           scriptPrepare,
+		Env:              []corev1.EnvVar{env("RUN_DIR", mountRun)},
+		VolumeMounts:     []corev1.VolumeMount{{Name: volShared, MountPath: mountRun, SubPath: RunDir(g.p.runName)}},
+		SecurityContext:  toolContext(),
+		ComputeResources: g.resources("prepare"),
 	}
 }
 
@@ -308,7 +330,8 @@ func (g *generator) installTask(pl v1alpha1.Platform) tektonv1.PipelineTask {
 			g.runMount(mountArch, "arch/"+arch, false),
 			{Name: volShared, MountPath: mountNpmCache, SubPath: "cache/npm"},
 		},
-		SecurityContext: rootContext(false),
+		SecurityContext:  toolContext(),
+		ComputeResources: g.resources("install"),
 	}
 	return tektonv1.PipelineTask{
 		Name:     InstallTaskName(arch),
@@ -349,7 +372,8 @@ func (g *generator) mavenTask() tektonv1.PipelineTask {
 			g.runMount(mountSource, "source", false),
 			{Name: volShared, MountPath: mountMavenCache, SubPath: "cache/m2"},
 		},
-		SecurityContext: rootContext(false),
+		SecurityContext:  toolContext(),
+		ComputeResources: g.resources("maven"),
 	}
 	volumes := []corev1.Volume{g.sharedVolume()}
 	if p.mavenSettings != "" {
@@ -402,8 +426,9 @@ func (g *generator) buildTask(pl v1alpha1.Platform, after string) tektonv1.Pipel
 			env("CONTAINERFILE", "$(params."+paramContainerfile+")"),
 			env("ARCHIVE", mountArch+"/"+archiveName),
 		}, buildahEnv()...),
-		VolumeMounts:    mounts,
-		SecurityContext: rootContext(true),
+		VolumeMounts:     mounts,
+		SecurityContext:  buildahContext(),
+		ComputeResources: g.resources("build"),
 	}
 	return tektonv1.PipelineTask{
 		Name:     BuildTaskName(arch),
@@ -422,7 +447,7 @@ func (g *generator) buildTask(pl v1alpha1.Platform, after string) tektonv1.Pipel
 					stringParamSpec(paramContainerfile, ""),
 					arrayParamSpec(paramBuildArgs, ""),
 				},
-				Volumes: []corev1.Volume{g.sharedVolume(), storageVolume()},
+				Volumes: []corev1.Volume{g.sharedVolume(), g.storageVolume()},
 				Steps:   []tektonv1.Step{step},
 			},
 		},
@@ -457,7 +482,7 @@ func (g *generator) pushTask(builds []string) tektonv1.PipelineTask {
 		g.runMount(mountArchives, "arch", true),
 		{Name: volStorage, MountPath: mountStorage},
 	}
-	volumes := []corev1.Volume{g.sharedVolume(), storageVolume()}
+	volumes := []corev1.Volume{g.sharedVolume(), g.storageVolume()}
 	if p.pushSecret != "" {
 		env[2].Value = mountPushSecret
 		mounts = append(mounts, corev1.VolumeMount{Name: volPushSecret, MountPath: mountPushSecret, ReadOnly: true})
@@ -481,13 +506,14 @@ func (g *generator) pushTask(builds []string) tektonv1.PipelineTask {
 				Results: results,
 				Volumes: volumes,
 				Steps: []tektonv1.Step{{
-					Name:            "push",
-					Image:           p.builderImage,
-					Script:          scriptPush,
-					Args:            args,
-					Env:             env,
-					VolumeMounts:    mounts,
-					SecurityContext: rootContext(true),
+					Name:             "push",
+					Image:            p.builderImage,
+					Script:           scriptPush,
+					Args:             args,
+					Env:              env,
+					VolumeMounts:     mounts,
+					SecurityContext:  buildahContext(),
+					ComputeResources: g.resources("push"),
 				}},
 			},
 		},
@@ -511,8 +537,9 @@ func (g *generator) cleanupTask() tektonv1.PipelineTask {
 						env("RUNS_DIR", mountRuns),
 						env("RUN_NAME", p.runName),
 					},
-					VolumeMounts:    []corev1.VolumeMount{{Name: volShared, MountPath: mountRuns, SubPath: runsDir}},
-					SecurityContext: rootContext(false),
+					VolumeMounts:     []corev1.VolumeMount{{Name: volShared, MountPath: mountRuns, SubPath: runsDir}},
+					SecurityContext:  toolContext(),
+					ComputeResources: g.resources("cleanup"),
 				}},
 			},
 		},
@@ -541,8 +568,22 @@ func (g *generator) sharedVolume() corev1.Volume {
 // storageVolume is buildah's storage: node-local and thrown away with the pod.
 // Keeping it off the shared volume avoids the slowness and ownership problems
 // of container storage on NFS/EFS; images travel between tasks as OCI archives.
-func storageVolume() corev1.Volume {
-	return corev1.Volume{Name: volStorage, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}
+// Its size is bounded (--build-storage-limit): past it the kubelet evicts the
+// pod rather than let one build fill the node's disk.
+func (g *generator) storageVolume() corev1.Volume {
+	ed := &corev1.EmptyDirVolumeSource{}
+	if !g.s.BuildStorageLimit.IsZero() {
+		ed.SizeLimit = ptr.To(g.s.BuildStorageLimit.DeepCopy())
+	}
+	return corev1.Volume{Name: volStorage, VolumeSource: corev1.VolumeSource{EmptyDir: ed}}
+}
+
+// resources are the requests and limits of a kind of step (--step-resources).
+func (g *generator) resources(kind string) corev1.ResourceRequirements {
+	if r, ok := g.s.StepResources[kind]; ok {
+		return *r.DeepCopy()
+	}
+	return corev1.ResourceRequirements{}
 }
 
 // mountSecret mounts Secret secret read-only into step at dir and points the
@@ -572,23 +613,51 @@ func buildahEnv() []corev1.EnvVar {
 	}
 }
 
-// rootContext runs a step as root, which the shared volume needs: the
-// directories kubelet creates for subPath mounts belong to root, and ReadWriteMany
-// volumes such as EFS seldom honour fsGroup. Buildah steps also get SETFCAP,
-// the one capability buildah needs to extract layers carrying file
-// capabilities.
+// Build pods, hardened. Every pod: the runtime's default seccomp profile, no
+// ServiceAccount token (no step talks to the API server; Secrets come as
+// volumes). Every step: no privilege escalation (no_new_privs), root inside
+// its container, which the shared volume needs (the directories the kubelet
+// creates for subPath mounts belong to root, and ReadWriteMany volumes such as
+// EFS seldom honour fsGroup), with as few capabilities as its work needs:
 //
-// On OpenShift the build ServiceAccount therefore needs an SCC that allows
-// runAsUser 0 and the SETFCAP capability, for example the "pipelines-scc"
-// that OpenShift Pipelines ships (runAsUser RunAsAny, allowedCapabilities
-// [SETFCAP]); "restricted-v2" rejects these pods. No step is privileged.
-func rootContext(buildah bool) *corev1.SecurityContext {
-	root := int64(0)
-	sc := &corev1.SecurityContext{RunAsUser: &root}
-	if buildah {
-		sc.Capabilities = &corev1.Capabilities{Add: []corev1.Capability{"SETFCAP"}}
+//   - tool steps (prepare, clone, install, maven, cleanup) drop every
+//     capability: they only write files root owns;
+//   - buildah steps (build, push) add SETFCAP, to extract layers carrying file
+//     capabilities, and drop those of the runtime's default set that no build
+//     uses: NET_RAW (raw sockets, ping), MKNOD (device files; OpenShift's
+//     SCCs drop it too), NET_BIND_SERVICE and AUDIT_WRITE. They keep CHOWN,
+//     DAC_OVERRIDE, FOWNER, FSETID (extracting and committing layers with
+//     their owners and modes), SETUID, SETGID, SETPCAP (RUN as the image's
+//     USER with its capability set), SYS_CHROOT (chroot isolation) and KILL.
+//     Only SETFCAP is added, so the builder SCC (pipelines-scc: any UID,
+//     SETFCAP) admits the pods as they are.
+//
+// No step is privileged and none uses a host namespace: Pod Security
+// "baseline" admits these pods; "restricted" does not (root, SETFCAP).
+func podTemplate() *pod.Template {
+	return &pod.Template{
+		SecurityContext:              &corev1.PodSecurityContext{SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
+		AutomountServiceAccountToken: ptr.To(false),
 	}
-	return sc
+}
+
+func toolContext() *corev1.SecurityContext {
+	return &corev1.SecurityContext{
+		RunAsUser:                ptr.To(int64(0)),
+		AllowPrivilegeEscalation: ptr.To(false),
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+	}
+}
+
+func buildahContext() *corev1.SecurityContext {
+	return &corev1.SecurityContext{
+		RunAsUser:                ptr.To(int64(0)),
+		AllowPrivilegeEscalation: ptr.To(false),
+		Capabilities: &corev1.Capabilities{
+			Add:  []corev1.Capability{"SETFCAP"},
+			Drop: []corev1.Capability{"NET_RAW", "MKNOD", "NET_BIND_SERVICE", "AUDIT_WRITE"},
+		},
+	}
 }
 
 func archMetadata(arch string) tektonv1.PipelineTaskMetadata {

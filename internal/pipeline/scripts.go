@@ -6,6 +6,8 @@ import _ "embed"
 // environment variables and arguments declared on the steps, because Tekton
 // substitutes $(params...) into script text before running it.
 var (
+	//go:embed scripts/prepare.sh
+	scriptPrepare string
 	//go:embed scripts/clone.sh
 	scriptClone string
 	//go:embed scripts/install.sh

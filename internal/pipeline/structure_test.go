@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/multiarch-build/multiarch-build-operator/api/v1alpha1"
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline/pod"
 	tektonv1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	corev1 "k8s.io/api/core/v1"
 )
@@ -209,7 +211,7 @@ func TestEachArchReadsAndWritesOnlyItsOwnDirectories(t *testing.T) {
 					}
 				}
 				// push reads exactly the archive build-<arch> wrote.
-				push := taskNamed(t, pr, TaskPush).TaskSpec.Steps[0]
+				push := mainStep(taskNamed(t, pr, TaskPush))
 				if got, _ := sharedPath(push, envOf(push, "ARCHIVE_"+strings.ToUpper(arch))); got != archive {
 					t.Errorf("push reads the %s archive from %q, build-%s writes %q", arch, got, arch, archive)
 				}
@@ -289,7 +291,7 @@ func TestArchTasksArePinnedToTheirArchitecture(t *testing.T) {
 					t.Errorf("%s tolerations (-want +got):\n%s", pt.Name, diff)
 				}
 				// The platform comes from the task, never from the node (uname -m).
-				if got, want := envOf(pt.TaskSpec.Steps[0], "PLATFORM"), "linux/"+arch; got != want {
+				if got, want := envOf(mainStep(pt), "PLATFORM"), "linux/"+arch; got != want {
 					t.Errorf("%s PLATFORM = %q, want %q", pt.Name, got, want)
 				}
 			}
@@ -378,7 +380,7 @@ func TestSecretsAreMountedOnlyWhereNeeded(t *testing.T) {
 		t.Errorf("Secrets by task (-want +got):\n%s", diff)
 	}
 	for task, envName := range map[string]string{"clone": "GIT_SECRET_DIR", "maven": "MAVEN_SETTINGS_DIR", "push": "REGISTRY_AUTH_DIR"} {
-		step := taskNamed(t, pr, task).TaskSpec.Steps[0]
+		step := mainStep(taskNamed(t, pr, task))
 		dir := envOf(step, envName)
 		found := false
 		for _, vm := range step.VolumeMounts {
@@ -412,7 +414,7 @@ func TestCachesLiveOutsideTheRunDirectory(t *testing.T) {
 		{quarkusBuild, TaskMaven, "MAVEN_REPO", "cache/m2/repository"},
 	} {
 		pr := mustGenerate(t, input(tc.build()))
-		step := taskNamed(t, pr, tc.task).TaskSpec.Steps[0]
+		step := mainStep(taskNamed(t, pr, tc.task))
 		got, ok := sharedPath(step, envOf(step, tc.env))
 		if !ok || got != tc.want {
 			t.Errorf("%s %s on the shared volume = %q, want %q", tc.task, tc.env, got, tc.want)
@@ -420,7 +422,7 @@ func TestCachesLiveOutsideTheRunDirectory(t *testing.T) {
 	}
 	// cleanup removes runs/<run> and nothing else.
 	pr := mustGenerate(t, input(nodejsBuild()))
-	step := taskNamed(t, pr, TaskCleanup).TaskSpec.Steps[0]
+	step := mainStep(taskNamed(t, pr, TaskCleanup))
 	runs, _ := sharedPath(step, envOf(step, "RUNS_DIR"))
 	if got := runs + "/" + envOf(step, "RUN_NAME"); got != RunDir(pr.Name) {
 		t.Errorf("cleanup removes %q, want %q", got, RunDir(pr.Name))
@@ -454,7 +456,7 @@ func TestPipelineResultsReexportDigestsAndCommit(t *testing.T) {
 		if !declared {
 			t.Errorf("result %s: task %s declares no result %s", r.Name, parts[1], parts[3])
 		}
-		if envOf(task.TaskSpec.Steps[0], "RESULT_"+parts[3]) != "$(results."+parts[3]+".path)" {
+		if envOf(mainStep(task), "RESULT_"+parts[3]) != "$(results."+parts[3]+".path)" {
 			t.Errorf("result %s: the %s step is not given RESULT_%s", r.Name, parts[1], parts[3])
 		}
 	}
@@ -464,8 +466,8 @@ func TestPipelineResultsReexportDigestsAndCommit(t *testing.T) {
 // is one of the embedded files, byte for byte, and holds no Tekton variable
 // (Tekton substitutes variables into script text before running it).
 func TestStepScriptsAreTheEmbeddedFilesWithoutTektonVariables(t *testing.T) {
-	embedded := map[string]bool{scriptClone: true, scriptInstall: true, scriptMaven: true, scriptBuild: true, scriptPush: true, scriptCleanup: true}
-	for name, s := range map[string]string{"clone": scriptClone, "install": scriptInstall, "maven": scriptMaven, "build": scriptBuild, "push": scriptPush, "cleanup": scriptCleanup} {
+	embedded := map[string]bool{scriptPrepare: true, scriptClone: true, scriptInstall: true, scriptMaven: true, scriptBuild: true, scriptPush: true, scriptCleanup: true}
+	for name, s := range map[string]string{"prepare": scriptPrepare, "clone": scriptClone, "install": scriptInstall, "maven": scriptMaven, "build": scriptBuild, "push": scriptPush, "cleanup": scriptCleanup} {
 		if anyRef.MatchString(s) {
 			t.Errorf("%s.sh contains a Tekton variable reference: %s", name, anyRef.FindString(s))
 		}
@@ -503,7 +505,7 @@ func TestDefaultsAreAppliedWhenFieldsAreEmpty(t *testing.T) {
 			}
 		}},
 		{"NodeJS", v1alpha1.StrategySpec{Type: v1alpha1.StrategyNodeJS}, func(t *testing.T, pr *tektonv1.PipelineRun) {
-			if img := taskNamed(t, pr, "install-amd64").TaskSpec.Steps[0].Image; img != s.NodeJSImage {
+			if img := mainStep(taskNamed(t, pr, "install-amd64")).Image; img != s.NodeJSImage {
 				t.Errorf("install image %s, want the operator's %s", img, s.NodeJSImage)
 			}
 			if got := runParam(pr, paramInstall); got.Type != tektonv1.ParamTypeArray || len(got.ArrayVal) != 0 {
@@ -511,7 +513,7 @@ func TestDefaultsAreAppliedWhenFieldsAreEmpty(t *testing.T) {
 			}
 		}},
 		{"Maven", v1alpha1.StrategySpec{Type: v1alpha1.StrategyMaven}, func(t *testing.T, pr *tektonv1.PipelineRun) {
-			if img := taskNamed(t, pr, TaskMaven).TaskSpec.Steps[0].Image; img != s.MavenImage {
+			if img := mainStep(taskNamed(t, pr, TaskMaven)).Image; img != s.MavenImage {
 				t.Errorf("maven image %s, want the operator's %s", img, s.MavenImage)
 			}
 			if diff := cmp.Diff([]string{"package", "-DskipTests"}, runParam(pr, paramGoals).ArrayVal); diff != "" {
@@ -529,7 +531,7 @@ func TestDefaultsAreAppliedWhenFieldsAreEmpty(t *testing.T) {
 			var platforms []string
 			for _, pt := range pr.Spec.PipelineSpec.Tasks {
 				if strings.HasPrefix(pt.Name, "build-") {
-					platforms = append(platforms, envOf(pt.TaskSpec.Steps[0], "PLATFORM"))
+					platforms = append(platforms, envOf(mainStep(pt), "PLATFORM"))
 				}
 			}
 			if diff := cmp.Diff([]string{"linux/amd64", "linux/arm64"}, platforms); diff != "" {
@@ -538,7 +540,7 @@ func TestDefaultsAreAppliedWhenFieldsAreEmpty(t *testing.T) {
 			if pr.Spec.TaskRunTemplate.ServiceAccountName != s.ServiceAccountName {
 				t.Errorf("service account %q", pr.Spec.TaskRunTemplate.ServiceAccountName)
 			}
-			if got := taskNamed(t, pr, TaskPush).TaskSpec.Steps[0].Image; got != s.BuilderImage {
+			if got := mainStep(taskNamed(t, pr, TaskPush)).Image; got != s.BuilderImage {
 				t.Errorf("builder image %q", got)
 			}
 			if got := pr.Spec.Timeouts.Pipeline.Duration.String(); got != "1h0m0s" {
@@ -590,10 +592,10 @@ func TestSpecValuesTravelAsParamsAndArguments(t *testing.T) {
 	if diff := cmp.Diff([]string{"npm", "install", "--omit=dev", "--no-audit"}, runParam(pr, paramInstall).ArrayVal); diff != "" {
 		t.Errorf("INSTALL_COMMAND (-want +got):\n%s", diff)
 	}
-	if args := taskNamed(t, pr, "build-arm64").TaskSpec.Steps[0].Args; !cmp.Equal(args, []string{"$(params.BUILD_ARGS[*])"}) {
+	if args := mainStep(taskNamed(t, pr, "build-arm64")).Args; !cmp.Equal(args, []string{"$(params.BUILD_ARGS[*])"}) {
 		t.Errorf("build args passed as %v", args)
 	}
-	if args := taskNamed(t, pr, "install-arm64").TaskSpec.Steps[0].Args; !cmp.Equal(args, []string{"$(params.INSTALL_COMMAND[*])"}) {
+	if args := mainStep(taskNamed(t, pr, "install-arm64")).Args; !cmp.Equal(args, []string{"$(params.INSTALL_COMMAND[*])"}) {
 		t.Errorf("install command passed as %v", args)
 	}
 }
@@ -676,6 +678,12 @@ func TestRunLabelsIdentifyTheBuild(t *testing.T) {
 
 // --- helpers -------------------------------------------------------------------
 
+// mainStep is the step that does a task's work: the last one (the clone
+// task's prepare step comes before it).
+func mainStep(pt tektonv1.PipelineTask) tektonv1.Step {
+	return pt.TaskSpec.Steps[len(pt.TaskSpec.Steps)-1]
+}
+
 func taskNamed(t *testing.T, pr *tektonv1.PipelineRun, name string) tektonv1.PipelineTask {
 	t.Helper()
 	for _, pt := range allTasks(pr) {
@@ -712,4 +720,62 @@ func keys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// Build pods are hardened by default: RuntimeDefault seccomp and no
+// ServiceAccount token on every pod, no privilege escalation on any step,
+// every capability dropped on tool steps and only SETFCAP added on buildah's,
+// requests and a memory limit on every step, buildah's storage bounded.
+func TestBuildPodsAreHardened(t *testing.T) {
+	buildah := map[string]bool{"build": true, "push": true}
+	for strategy, sample := range sampleBuilds {
+		pr := mustGenerate(t, input(sample()))
+		templates := []*pod.Template{pr.Spec.TaskRunTemplate.PodTemplate}
+		for _, trs := range pr.Spec.TaskRunSpecs {
+			templates = append(templates, trs.PodTemplate)
+		}
+		for i, tpl := range templates {
+			if tpl == nil || tpl.SecurityContext == nil || tpl.SecurityContext.SeccompProfile == nil ||
+				tpl.SecurityContext.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+				t.Errorf("%s pod template %d: no RuntimeDefault seccomp profile: %+v", strategy, i, tpl)
+			}
+			if tpl == nil || tpl.AutomountServiceAccountToken == nil || *tpl.AutomountServiceAccountToken {
+				t.Errorf("%s pod template %d mounts the ServiceAccount token", strategy, i)
+			}
+		}
+		for _, pt := range allTasks(pr) {
+			for _, step := range pt.TaskSpec.Steps {
+				where := fmt.Sprintf("%s %s/%s", strategy, pt.Name, step.Name)
+				sc := step.SecurityContext
+				if sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+					t.Errorf("%s: privilege escalation allowed", where)
+					continue
+				}
+				if sc.Privileged != nil && *sc.Privileged {
+					t.Errorf("%s: privileged", where)
+				}
+				switch {
+				case sc.Capabilities == nil:
+					t.Errorf("%s: keeps the runtime's default capabilities", where)
+				case buildah[step.Name]:
+					if fmt.Sprint(sc.Capabilities.Add) != "[SETFCAP]" || !slices.Contains(sc.Capabilities.Drop, "NET_RAW") || !slices.Contains(sc.Capabilities.Drop, "MKNOD") {
+						t.Errorf("%s: capabilities %+v, want add [SETFCAP] and NET_RAW, MKNOD dropped", where, sc.Capabilities)
+					}
+				default:
+					if len(sc.Capabilities.Add) != 0 || fmt.Sprint(sc.Capabilities.Drop) != "[ALL]" {
+						t.Errorf("%s: capabilities %+v, want every one dropped", where, sc.Capabilities)
+					}
+				}
+				r := step.ComputeResources
+				if r.Requests.Cpu().IsZero() || r.Requests.Memory().IsZero() || r.Limits.Memory().IsZero() {
+					t.Errorf("%s: resources %+v, want CPU and memory requests and a memory limit", where, r)
+				}
+			}
+			for _, v := range pt.TaskSpec.Volumes {
+				if v.EmptyDir != nil && (v.EmptyDir.SizeLimit == nil || v.EmptyDir.SizeLimit.IsZero()) {
+					t.Errorf("%s %s: emptyDir %s has no sizeLimit", strategy, pt.Name, v.Name)
+				}
+			}
+		}
+	}
 }

@@ -4,13 +4,16 @@
 package settings
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 // Settings is the operator's configuration. The zero value is not useful; start
@@ -54,6 +57,42 @@ type Settings struct {
 	// TektonNamespace holds Tekton's feature-flags ConfigMap; empty means try
 	// openshift-pipelines, then tekton-pipelines.
 	TektonNamespace string
+
+	// StepResources are the requests and limits of each kind of build step
+	// (StepKinds), so a build is scheduled for what it uses and one build
+	// cannot take a node's memory from other tenants' pods.
+	StepResources map[string]corev1.ResourceRequirements
+	// BuildStorageLimit bounds buildah's node-local storage (an emptyDir) per
+	// build and push pod: past it the kubelet evicts the pod instead of
+	// letting one build fill the node's disk.
+	BuildStorageLimit resource.Quantity
+}
+
+// StepKinds are the kinds of steps of a generated run, the keys of
+// StepResources.
+var StepKinds = []string{"prepare", "clone", "install", "maven", "build", "push", "cleanup"}
+
+func requirements(cpu, memory, memoryLimit string) corev1.ResourceRequirements {
+	return corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpu), corev1.ResourceMemory: resource.MustParse(memory)},
+		Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse(memoryLimit)},
+	}
+}
+
+// DefaultStepResources: modest requests (a build waits for a node with room,
+// and a two-core node still runs a few builds at once), memory limits that fit
+// npm, Maven and buildah's image commits; no CPU limit (throttling a build
+// only makes it slower).
+func DefaultStepResources() map[string]corev1.ResourceRequirements {
+	return map[string]corev1.ResourceRequirements{
+		"prepare": requirements("10m", "16Mi", "128Mi"),
+		"clone":   requirements("100m", "128Mi", "1Gi"),
+		"install": requirements("250m", "512Mi", "4Gi"),
+		"maven":   requirements("500m", "1Gi", "4Gi"),
+		"build":   requirements("250m", "512Mi", "8Gi"),
+		"push":    requirements("100m", "256Mi", "2Gi"),
+		"cleanup": requirements("10m", "16Mi", "256Mi"),
+	}
 }
 
 // Default returns the settings the operator starts with.
@@ -73,6 +112,8 @@ func Default() Settings {
 		MachineSetReplicas:    1,
 		MachineSetIdleTimeout: 30 * time.Minute,
 		MachineAPINamespace:   "openshift-machine-api",
+		StepResources:         DefaultStepResources(),
+		BuildStorageLimit:     resource.MustParse("20Gi"),
 	}
 }
 
@@ -110,6 +151,30 @@ func (s *Settings) BindFlags(fs *flag.FlagSet) {
 		"Namespace of the OpenShift MachineSets.")
 	fs.StringVar(&s.TektonNamespace, "tekton-namespace", s.TektonNamespace,
 		"Namespace of Tekton's feature-flags ConfigMap (default: openshift-pipelines, then tekton-pipelines).")
+	fs.Func("step-resources", `Requests and limits of a kind of build step, as JSON {"KIND": {"requests": {...}, "limits": {...}}}, KIND one of `+
+		strings.Join(StepKinds, ", ")+`; the kinds given replace their defaults. Example: {"build": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "16Gi"}}}`,
+		func(v string) error {
+			var m map[string]corev1.ResourceRequirements
+			if err := json.Unmarshal([]byte(v), &m); err != nil {
+				return fmt.Errorf("not a JSON object of ResourceRequirements by step kind: %w", err)
+			}
+			for k, r := range m {
+				if !slices.Contains(StepKinds, k) {
+					return fmt.Errorf("unknown step kind %q (kinds: %s)", k, strings.Join(StepKinds, ", "))
+				}
+				s.StepResources[k] = r
+			}
+			return nil
+		})
+	fs.Func("build-storage-limit", fmt.Sprintf("Size limit of buildah's node-local storage per build or push pod, a quantity such as 20Gi; past it the pod is evicted (default %s).", s.BuildStorageLimit.String()),
+		func(v string) error {
+			q, err := resource.ParseQuantity(v)
+			if err != nil || q.Sign() <= 0 {
+				return fmt.Errorf("must be a positive quantity such as 20Gi, got %q", v)
+			}
+			s.BuildStorageLimit = q
+			return nil
+		})
 }
 
 // Validate reports the first setting that cannot work.

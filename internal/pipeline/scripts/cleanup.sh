@@ -1,6 +1,13 @@
 #!/usr/bin/env bash
 # cleanup: delete this run's directory from the shared volume (sources, per-
-# platform copies and OCI archives). The caches next to it are kept.
+# platform copies and OCI archives), and sweep the directories of older runs
+# left behind (a PipelineRun deleted while it ran never reaches its cleanup).
+# The caches next to them are kept.
+#
+# Which runs are "older": those whose directory was last changed before this
+# run's start mark (written by its prepare step). Every run older than this
+# one was superseded (cancelled) or finished, so nothing older still needs its
+# directory; a newer run's directory is newer than the mark and stays.
 #
 # Environment (declared by the generated step):
 #   RUNS_DIR  the directory holding every run's directory
@@ -11,7 +18,18 @@ trap 'rc=$?; echo "cleanup: FAILED (exit $rc) at line $LINENO: $BASH_COMMAND" >&
 : "${RUNS_DIR:?cleanup: RUNS_DIR is not set}"
 : "${RUN_NAME:?cleanup: RUN_NAME is not set}"
 # Never let a surprising value widen the deletion.
-[[ "$RUN_NAME" =~ ^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$ ]] || { echo "cleanup: ERROR: refusing run name '$RUN_NAME'" >&2; exit 1; }
+name_ok() { [[ "$1" =~ ^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$ ]]; }
+name_ok "$RUN_NAME" || { echo "cleanup: ERROR: refusing run name '$RUN_NAME'" >&2; exit 1; }
+
+mark="$RUNS_DIR/$RUN_NAME/.started"
+if [[ -f "$mark" ]]; then
+  while IFS= read -r -d '' dir; do
+    old="${dir##*/}"
+    [[ "$old" != "$RUN_NAME" ]] && name_ok "$old" || continue
+    rm -rf -- "${RUNS_DIR:?}/$old"
+    echo "cleanup: swept $old (an older run that left its directory behind)"
+  done < <(find "$RUNS_DIR" -mindepth 1 -maxdepth 1 -type d ! -newer "$mark" -print0)
+fi
 
 if [[ -e "$RUNS_DIR/$RUN_NAME" ]]; then
   rm -rf -- "${RUNS_DIR:?}/$RUN_NAME"
