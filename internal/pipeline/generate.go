@@ -613,15 +613,16 @@ func buildahEnv() []corev1.EnvVar {
 	}
 }
 
-// Build pods, hardened. Every pod: the runtime's default seccomp profile, no
-// ServiceAccount token (no step talks to the API server; Secrets come as
-// volumes). Every step: no privilege escalation (no_new_privs), root inside
-// its container, which the shared volume needs (the directories the kubelet
-// creates for subPath mounts belong to root, and ReadWriteMany volumes such as
-// EFS seldom honour fsGroup), with as few capabilities as its work needs:
+// Build pods, hardened. Every pod: no ServiceAccount token (no step talks to
+// the API server; Secrets come as volumes). Every step: no privilege
+// escalation (no_new_privs), root inside its container, which the shared
+// volume needs (the directories the kubelet creates for subPath mounts belong
+// to root, and ReadWriteMany volumes such as EFS seldom honour fsGroup), with
+// as few capabilities as its work needs:
 //
 //   - tool steps (prepare, clone, install, maven, cleanup) drop every
-//     capability: they only write files root owns;
+//     capability (they only write files root owns) and run under the
+//     runtime's default seccomp profile;
 //   - buildah steps (build, push) add SETFCAP, to extract layers carrying file
 //     capabilities, and drop those of the runtime's default set that no build
 //     uses: NET_RAW (raw sockets, ping), MKNOD (device files; OpenShift's
@@ -630,15 +631,17 @@ func buildahEnv() []corev1.EnvVar {
 //     their owners and modes), SETUID, SETGID, SETPCAP (RUN as the image's
 //     USER with its capability set), SYS_CHROOT (chroot isolation) and KILL.
 //     Only SETFCAP is added, so the builder SCC (pipelines-scc: any UID,
-//     SETFCAP) admits the pods as they are.
+//     SETFCAP) admits the pods as they are. They set no seccomp profile:
+//     buildah, root without CAP_SYS_ADMIN, runs in a user namespace it
+//     creates (unshare(CLONE_NEWUSER)), which the RuntimeDefault profile
+//     forbids ("Error during unshare(CLONE_NEWUSER): Operation not
+//     permitted", seen on the e2e tier's containerd), so they get the node's
+//     default (OpenShift's pipelines-scc sets none either).
 //
 // No step is privileged and none uses a host namespace: Pod Security
 // "baseline" admits these pods; "restricted" does not (root, SETFCAP).
 func podTemplate() *pod.Template {
-	return &pod.Template{
-		SecurityContext:              &corev1.PodSecurityContext{SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
-		AutomountServiceAccountToken: ptr.To(false),
-	}
+	return &pod.Template{AutomountServiceAccountToken: ptr.To(false)}
 }
 
 func toolContext() *corev1.SecurityContext {
@@ -646,6 +649,7 @@ func toolContext() *corev1.SecurityContext {
 		RunAsUser:                ptr.To(int64(0)),
 		AllowPrivilegeEscalation: ptr.To(false),
 		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 	}
 }
 

@@ -157,6 +157,10 @@ func TestFailsOnOneArch(t *testing.T) {
 		t.Errorf("Succeeded message %q does not name the failed task build-arm64", succ.Message)
 	}
 	t.Logf("Succeeded=False reason=%s message=%q", succ.Reason, succ.Message)
+	// A failed run cleaned up too: nothing of it is left on the volume.
+	if root, runs := volumeEntries(t, res.build); len(runs) != 0 {
+		t.Errorf("runs/ holds %v after the failed run (volume root %v)", runs, root)
+	}
 	for _, p := range st.Platforms {
 		t.Logf("platform %s: %s %s", p.Platform, p.State, p.Message)
 		if p.Platform == v1alpha1.PlatformLinuxARM64 && p.State != v1alpha1.PlatformFailed {
