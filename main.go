@@ -45,6 +45,7 @@ func main() {
 		enableHTTP2          bool
 	)
 	cfg := settings.Default()
+	cfg.ApplyEnvironment(os.LookupEnv) // RELATED_IMAGE_* (OLM's relatedImages); flags win
 	fs := flag.CommandLine
 	fs.StringVar(&metricsAddr, "metrics-bind-address", "0",
 		"Address the metrics endpoint binds to, e.g. :8443 (HTTPS) or :8080 (HTTP); 0 disables it.")

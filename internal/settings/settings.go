@@ -95,6 +95,33 @@ func DefaultStepResources() map[string]corev1.ResourceRequirements {
 	}
 }
 
+// RelatedImageEnv names, by the CSV's relatedImages name, the environment
+// variable that sets each image's default. OLM's convention: the Deployment
+// carries the images as RELATED_IMAGE_* variables, so a mirror (or an admin's
+// Subscription config) replaces them without changing the manager's
+// arguments, which OLM cannot set. Flags still win.
+var RelatedImageEnv = map[string]string{
+	"buildah": "RELATED_IMAGE_BUILDAH",
+	"git":     "RELATED_IMAGE_GIT",
+	"nodejs":  "RELATED_IMAGE_NODEJS",
+	"maven":   "RELATED_IMAGE_MAVEN",
+}
+
+// RelatedImages are the images of the settings by relatedImages name.
+func (s *Settings) RelatedImages() map[string]*string {
+	return map[string]*string{"buildah": &s.BuilderImage, "git": &s.GitImage, "nodejs": &s.NodeJSImage, "maven": &s.MavenImage}
+}
+
+// ApplyEnvironment takes the images' defaults from the RELATED_IMAGE_*
+// variables that are set and not empty. Call it before flags are parsed.
+func (s *Settings) ApplyEnvironment(lookup func(string) (string, bool)) {
+	for name, field := range s.RelatedImages() {
+		if v, ok := lookup(RelatedImageEnv[name]); ok && strings.TrimSpace(v) != "" {
+			*field = strings.TrimSpace(v)
+		}
+	}
+}
+
 // Default returns the settings the operator starts with.
 func Default() Settings {
 	return Settings{
