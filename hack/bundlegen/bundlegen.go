@@ -54,6 +54,38 @@ func DefaultOptions() Options {
 
 type object = map[string]interface{}
 
+// AdminAppliedLabel, with the value AdminAppliedValue, marks objects of
+// config/default that the bundle leaves out: the guard-rail
+// ValidatingAdmissionPolicy and its binding, a kind OLM cannot install, and
+// the allow-list ConfigMap they read (an admin's, which OLM would reset on
+// every upgrade and would put in whatever namespace the operator is
+// installed in). On OLM installs a cluster admin applies config/policy.
+const (
+	AdminAppliedLabel = "app.kubernetes.io/component"
+	AdminAppliedValue = "admission-policy"
+)
+
+// olmSupportedKinds are the kinds OLM creates from a registry+v1 bundle
+// (operator-registry, pkg/lib/bundle/supported_resources.go); the bundle
+// validators of operator-framework/api do not check this, OLM refuses the
+// bundle when it unpacks it.
+var olmSupportedKinds = map[string]bool{
+	"ClusterServiceVersion": true, "CustomResourceDefinition": true, "Secret": true,
+	"ClusterRole": true, "ClusterRoleBinding": true, "ConfigMap": true, "ServiceAccount": true,
+	"Service": true, "Role": true, "RoleBinding": true, "PrometheusRule": true,
+	"ServiceMonitor": true, "PodDisruptionBudget": true, "PriorityClass": true,
+	"VerticalPodAutoscaler": true, "ConsoleYAMLSample": true,
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
 // Bundle is the generated bundle before it is written.
 type Bundle struct {
 	// CSV is the ClusterServiceVersion.
@@ -121,6 +153,10 @@ func Build(o Options) (*Bundle, error) {
 		default:
 			if apiVersionOf(obj) == "build.multiarch.io/v1alpha1" {
 				examples = append(examples, obj)
+				continue
+			}
+			if labels, _ := nested(obj, "metadata")["labels"].(object); labels[AdminAppliedLabel] == AdminAppliedValue {
+				// The guard rails (config/policy): a cluster admin applies them.
 				continue
 			}
 			rest = append(rest, obj)
@@ -191,6 +227,11 @@ func Build(o Options) (*Bundle, error) {
 	}
 
 	for _, obj := range rest {
+		if !olmSupportedKinds[kindOf(obj)] {
+			return nil, fmt.Errorf("%s %s: an OLM bundle cannot carry a %s (operator-registry's supported kinds: %s);"+
+				" label it %s=%s and document that a cluster admin applies it, as config/policy is",
+				kindOf(obj), nameOf(obj), kindOf(obj), strings.Join(sortedKeys(olmSupportedKinds), ", "), AdminAppliedLabel, AdminAppliedValue)
+		}
 		dropKustomizeLabels(obj)
 		delete(nested(obj, "metadata"), "namespace")
 		b.Others = append(b.Others, obj)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -165,5 +166,64 @@ func TestBuildRejectsAVersionWithAV(t *testing.T) {
 	o.Version = "v1.0.0"
 	if _, err := Build(o); err == nil {
 		t.Error("want an error for version v1.0.0")
+	}
+}
+
+// TestBuildLeavesTheGuardRailsToTheAdminAndRefusesKindsOLMCannotInstall:
+// objects labelled as admin-applied (config/policy) stay out of the bundle;
+// any other kind OLM does not install fails the build instead of producing a
+// bundle OLM refuses to unpack.
+func TestBuildLeavesTheGuardRailsToTheAdminAndRefusesKindsOLMCannotInstall(t *testing.T) {
+	policy := `
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: image-policy%s}
+spec: {}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: image-policy, namespace: system%s}
+data: {builderImages: quay.io/x/y}
+`
+	labels := ", labels: {" + AdminAppliedLabel + ": " + AdminAppliedValue + "}"
+	for _, c := range []struct {
+		name    string
+		labels  string
+		wantErr string
+	}{
+		{"labelled: left out", labels, ""},
+		{"unlabelled: refused", "", "an OLM bundle cannot carry a ValidatingAdmissionPolicy"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir, icon := writeConfig(t)
+			if err := os.WriteFile(filepath.Join(dir, "policy.yaml"), []byte(fmt.Sprintf(policy, c.labels, c.labels)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			k, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			k = []byte(strings.Replace(string(k), "svc.yaml]", "svc.yaml, policy.yaml]", 1))
+			if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), k, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			o := DefaultOptions()
+			o.ConfigDir, o.IconFile, o.Version = dir, icon, "1.2.3"
+			b, err := Build(o)
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("want an error saying %q, got %v", c.wantErr, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, obj := range b.Others {
+				if strings.Contains(nameOf(obj), "image-policy") {
+					t.Errorf("%s is in the bundle", fileName(obj))
+				}
+			}
+		})
 	}
 }
