@@ -4,7 +4,9 @@
 #   2. build kube-apiserver and etcd from the Go module proxy (cached)
 #   3. regenerate CRDs, RBAC and deepcopy, and fail if they differ from git
 #   4. unit tests, envtest suites and the real build-script tests
-#   5. the end-to-end tier on a local two-node cluster (when present)
+#   5. the end-to-end tier on a local two-node cluster (when present): the
+#      operator deployed with make deploy, then installed from the bundle as
+#      OLM would (the OLM pass)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,4 +40,5 @@ echo "unit+envtest: ${passed} passed, ${failed} failed, ${skipped} skipped"
 
 if [ -d test/e2e ]; then
   make test-e2e
+  make test-e2e-olm
 fi

@@ -22,3 +22,9 @@ cluster-down: demo-down ## Same as demo-down.
 test-e2e: ## End-to-end tests: real builds on the local cluster (starts and stops it unless it is already up).
 	hack/cluster/build.sh
 	go test -tags e2e ./test/e2e/ -v -count=1 -parallel 3 -timeout 40m
+
+.PHONY: test-e2e-olm
+test-e2e-olm: ## End-to-end, OLM pass: the operator installed from bundle/ as OLM installs it (hack/olminstall), its RBAC, a build across a bundle upgrade.
+	hack/cluster/build.sh
+	MAB_OPERATOR_MODE=olm go test -tags 'e2e olm' ./test/e2e/ -v -count=1 -timeout 20m \
+	  -run 'TestOLM|TestOperatorRunsInClusterAsItsCSVIdentity|TestOpenShiftAdmissionIsOn|TestMetricsEndpointServesAuthenticatedScrapers'

@@ -15,6 +15,12 @@
 # rest.InClusterConfig does anywhere (up.sh plays kube-proxy for that one
 # ClusterIP). stop deletes the Deployment only (CRDs, RBAC and builds stay).
 #
+# As OLM installs it (MAB_OPERATOR_MODE=olm): the same image, installed from
+# the bundle (MAB_OLM_BUNDLE, default bundle/) by hack/olminstall into
+# MAB_OLM_NAMESPACE (default openshift-operators) as OLM does for an
+# AllNamespaces OperatorGroup, the CSV's relatedImages resolved to the local
+# registry. Only one mode runs at a time: starting one removes the other.
+#
 # Out of cluster (MAB_OPERATOR_MODE=local, like `make run`): `go build .` run on
 # the host with a kubeconfig holding a token of the same ServiceAccount.
 #
@@ -46,6 +52,16 @@ save_logs() {
   kc -n "$OP_NS" logs "deploy/${OP_DEPLOY}" --all-containers --tail=-1 --previous > "${LOGS}/operator-previous.log" 2>/dev/null || true
 }
 
+OLM_NS="${MAB_OLM_NAMESPACE:-openshift-operators}"
+olminstall() { (cd "$ROOT" && go run ./hack/olminstall -kubeconfig "${KUBECONFIG_FILE}" "$@"); }
+
+stop_olm() {
+  kc get --raw /readyz >/dev/null 2>&1 || return 0
+  kc get ns "$OLM_NS" >/dev/null 2>&1 || return 0
+  kc -n "$OLM_NS" logs -l control-plane=controller-manager --all-containers --tail=-1 > "${LOGS}/operator-olm.log" 2>&1 || true
+  olminstall -uninstall -namespace "$OLM_NS" >&2
+}
+
 stop_in_cluster() {
   kc get --raw /readyz >/dev/null 2>&1 || return 0
   if kc -n "$OP_NS" get deploy "$OP_DEPLOY" >/dev/null 2>&1; then
@@ -56,7 +72,7 @@ stop_in_cluster() {
 }
 
 case "${1:-start}" in
-  stop) stop_operator; stop_in_cluster; exit 0 ;;
+  stop) stop_operator; stop_in_cluster; stop_olm; exit 0 ;;
   logs) save_logs; cat "${LOGS}/operator.log"; exit 0 ;;
   restart) stop_operator ;;
   start) ;;
@@ -65,7 +81,7 @@ esac
 [ -f "${STATE}/env" ] || die "the cluster is not up: run hack/cluster/up.sh"
 source "${STATE}/env"
 
-if [ "$MODE" = in-cluster ]; then
+if [ "$MODE" = in-cluster ] || [ "$MODE" = olm ]; then
   t0=$(date +%s)
   image="${REGISTRY}/mab/operator:dev"
   bh="buildah --root ${CACHE}/buildah/root --runroot /run/mab-buildah-$(echo "$CACHE" | md5sum | cut -c1-8) --storage-driver overlay"
@@ -79,6 +95,17 @@ if [ "$MODE" = in-cluster ]; then
   digest="$(cat "${STATE}/operator.digest" 2>/dev/null || true)"
   [[ "$digest" == sha256:* ]] || die "pushing ${image} wrote no digest (${LOGS}/operator-image.log)"
   log "pushed ${image%:*}@${digest} ($(( $(date +%s) - t0 ))s)"
+  if [ "$MODE" = olm ]; then
+    stop_in_cluster
+    bundle="${MAB_OLM_BUNDLE:-${ROOT}/bundle}"
+    olminstall -bundle "$bundle" -namespace "$OLM_NS" -related "manager=${image%:*}@${digest}" \
+      -related "buildah=${MAB_BUILDER_IMAGE}" -related "git=${MAB_GIT_IMAGE}" -related "nodejs=${MAB_NODEJS_IMAGE}" \
+      > "${LOGS}/operator-deploy.log" 2>&1 || { tail -30 "${LOGS}/operator-deploy.log" >&2; die "hack/olminstall failed"; }
+    pod=$(kc -n "$OLM_NS" get pods -l control-plane=controller-manager --field-selector=status.phase=Running -o jsonpath='{.items[0].metadata.name} on {.items[0].spec.nodeName} as ServiceAccount {.items[0].spec.serviceAccountName}')
+    log "operator installed as OLM would from ${bundle} ($(( $(date +%s) - t0 ))s): pod ${OLM_NS}/${pod}, image @${digest}, relatedImages resolved to ${REGISTRY}"
+    exit 0
+  fi
+  stop_olm
   # shellcheck disable=SC2086
   make -s -C "$ROOT" deploy IMG="${image%:*}@${digest}" KUBECTL="$KUBECTL --kubeconfig ${KUBECONFIG_FILE}" \
     DEPLOY_ARGS="--builder-image=${MAB_BUILDER_IMAGE} --git-image=${MAB_GIT_IMAGE} --nodejs-image=${MAB_NODEJS_IMAGE} --tekton-namespace=tekton-pipelines --zap-encoder=console ${MAB_OPERATOR_ARGS:-}" \

@@ -64,7 +64,8 @@ kind: Policy
 omitStages: [RequestReceived]
 rules:
 - level: Metadata
-  users: ["system:serviceaccount:multiarch-build-system:multiarch-build-controller-manager"]
+  users: ["system:serviceaccount:multiarch-build-system:multiarch-build-controller-manager",
+          "system:serviceaccount:${MAB_OLM_NAMESPACE:-openshift-operators}:multiarch-build-controller-manager"]
 - level: None
 YAML
 start kube-apiserver "${KUBE_BIN}/kube-apiserver" \

@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"testing"
@@ -30,10 +31,19 @@ import (
 // The operator as OpenShift users run it: in its pod, as its ServiceAccount
 // with the CSV's rules, on an API server with OpenShift's admission.
 
-const (
-	operatorNS     = testenv.OperatorNamespace
-	operatorDeploy = "multiarch-build-controller-manager"
-)
+const operatorDeploy = "multiarch-build-controller-manager"
+
+// operatorNS is where the operator runs: config/default's namespace, or the
+// OLM-shaped install's (MAB_OPERATOR_MODE=olm, hack/cluster/operator.sh).
+var operatorNS = func() string {
+	if os.Getenv("MAB_OPERATOR_MODE") == "olm" {
+		if ns := os.Getenv("MAB_OLM_NAMESPACE"); ns != "" {
+			return ns
+		}
+		return "openshift-operators"
+	}
+	return testenv.OperatorNamespace
+}()
 
 // TestOpenShiftAdmissionIsOn proves the cluster admits like OpenShift where
 // the operator meets it: OwnerReferencesPermissionEnforcement refuses a
