@@ -46,7 +46,8 @@ import (
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get
 // The builder ServiceAccount's RoleBinding to the SCC ClusterRole: "bind" on
 // exactly that ClusterRole, so the operator never holds the SCC itself.
-// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=rolebindings,verbs=get;create
+// delete: the binding goes with the last build of its namespace (releaseBuilder).
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=rolebindings,verbs=get;create;delete
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=bind,resourceNames=multiarch-build-builder-scc
 // +kubebuilder:rbac:groups=storage.k8s.io,resources=storageclasses,verbs=list;watch
 // +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get,resourceNames=pipelineruns.tekton.dev;taskruns.tekton.dev
@@ -121,7 +122,12 @@ func (s *buildScope) requeue(d time.Duration) {
 func (r *MultiArchBuildReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
 	build := &v1alpha1.MultiArchBuild{}
 	if err := r.Client.Get(ctx, req.NamespacedName, build); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+		if apierrors.IsNotFound(err) {
+			// Gone: the last build of a namespace takes the builder's
+			// RoleBinding with it.
+			return ctrl.Result{}, r.releaseBuilder(ctx, req.Namespace)
+		}
+		return ctrl.Result{}, err
 	}
 	if !build.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil // owner references delete the PVC and the runs
