@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -64,7 +65,16 @@ func TestCleanupSweepsOlderRunsAndKeepsNewerOnes(t *testing.T) {
 		mk("app-2-superseded", now.Add(-time.Minute))
 		own := "app-3-current"
 		if marked {
-			runStepScript(t, scriptPrepare, "RUN_DIR="+filepath.Join(runs, own))
+			runStepScript(t, scriptPrepare, "RUNS_DIR="+runs, "CACHE_DIR="+filepath.Join(root, "cache"), "RUN_NAME="+own, "ARCHES=amd64 arm64", "TOOL_UID=65532")
+			for _, d := range []string{"runs", "runs/" + own, "runs/" + own + "/source", "runs/" + own + "/arch/arm64", "cache", "cache/npm", "cache/m2"} {
+				fi, err := os.Stat(filepath.Join(root, d))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if uid := fi.Sys().(*syscall.Stat_t).Uid; uid != 65532 {
+					t.Errorf("prepare left %s owned by %d, want the tool steps' user 65532", d, uid)
+				}
+			}
 			mark := filepath.Join(runs, own, ".started")
 			if err := os.Chtimes(mark, now, now); err != nil {
 				t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/pod"
 	tektonv1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 )
@@ -32,12 +33,14 @@ const (
 	volGitSecret  = "git-credentials"
 	volPushSecret = "push-credentials"
 	volMvnSecret  = "maven-settings"
+	volHome       = "home"
 
 	mountSource     = "/workspace/source"
 	mountArch       = "/workspace/arch"
 	mountArchives   = "/workspace/archives"
 	mountRuns       = "/workspace/runs"
-	mountRun        = "/workspace/run"
+	mountCache      = "/workspace/cache"
+	mountHome       = "/workspace/home"
 	mountNpmCache   = "/workspace/cache/npm"
 	mountMavenCache = "/workspace/cache/m2"
 	mountGitSecret  = "/workspace/secrets/git"
@@ -267,10 +270,10 @@ func (g *generator) cloneTask() tektonv1.PipelineTask {
 			env("GIT_SECRET_DIR", ""),
 		},
 		VolumeMounts:     []corev1.VolumeMount{g.runMount(mountSource, "source", false)},
-		SecurityContext:  toolContext(),
+		SecurityContext:  g.toolContext(),
 		ComputeResources: g.resources("clone"),
 	}
-	volumes := []corev1.Volume{g.sharedVolume()}
+	volumes := []corev1.Volume{g.sharedVolume(), toolStep(&step)}
 	if p.gitSecret != "" {
 		volumes = append(volumes, mountSecret(&step, "GIT_SECRET_DIR", volGitSecret, mountGitSecret, p.gitSecret))
 	}
@@ -293,18 +296,42 @@ func (g *generator) cloneTask() tektonv1.PipelineTask {
 	}
 }
 
-// prepareStep marks the run's start on the shared volume (cleanup's sweep
-// of older runs' directories compares with it).
+// prepareStep readies the shared volume for the run, as root with CHOWN as
+// its only capability: it creates the run's directories and the caches, hands
+// them to the tool steps' user (--tool-steps-user), and marks the run's start
+// (cleanup's sweep of older runs' directories compares with it).
 func (g *generator) prepareStep() tektonv1.Step {
+	arches := make([]string, 0, len(g.p.platforms))
+	for _, pl := range g.p.platforms {
+		arches = append(arches, pl.Arch())
+	}
 	return tektonv1.Step{
-		Name:             "prepare",
-		Image:            g.p.gitImage,
-		Script:           scriptPrepare,
-		Env:              []corev1.EnvVar{env("RUN_DIR", mountRun)},
-		VolumeMounts:     []corev1.VolumeMount{{Name: volShared, MountPath: mountRun, SubPath: RunDir(g.p.runName)}},
-		SecurityContext:  toolContext(),
+		Name:   "prepare",
+		Image:  g.p.gitImage,
+		Script: scriptPrepare,
+		Env: []corev1.EnvVar{
+			env("RUNS_DIR", mountRuns),
+			env("CACHE_DIR", mountCache),
+			env("RUN_NAME", g.p.runName),
+			env("ARCHES", strings.Join(arches, " ")),
+			env("TOOL_UID", strconv.FormatInt(g.s.ToolUser, 10)),
+		},
+		VolumeMounts: []corev1.VolumeMount{
+			{Name: volShared, MountPath: mountRuns, SubPath: runsDir},
+			{Name: volShared, MountPath: mountCache, SubPath: "cache"},
+		},
+		SecurityContext:  prepareContext(),
 		ComputeResources: g.resources("prepare"),
 	}
+}
+
+// toolStep gives a tool step, which runs as --tool-steps-user, a writable
+// home and temporary directory of its own (the user has no home in the
+// image), and returns the volume the task needs for it.
+func toolStep(step *tektonv1.Step) corev1.Volume {
+	step.Env = append(step.Env, env("HOME", mountHome), env("TMPDIR", mountHome))
+	step.VolumeMounts = append(step.VolumeMounts, corev1.VolumeMount{Name: volHome, MountPath: mountHome})
+	return corev1.Volume{Name: volHome, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: ptr.To(resource.MustParse("1Gi"))}}}
 }
 
 func (g *generator) installTask(pl v1alpha1.Platform) tektonv1.PipelineTask {
@@ -330,9 +357,10 @@ func (g *generator) installTask(pl v1alpha1.Platform) tektonv1.PipelineTask {
 			g.runMount(mountArch, "arch/"+arch, false),
 			{Name: volShared, MountPath: mountNpmCache, SubPath: "cache/npm"},
 		},
-		SecurityContext:  toolContext(),
+		SecurityContext:  g.toolContext(),
 		ComputeResources: g.resources("install"),
 	}
+	home := toolStep(&step)
 	return tektonv1.PipelineTask{
 		Name:     InstallTaskName(arch),
 		RunAfter: []string{TaskClone},
@@ -348,7 +376,7 @@ func (g *generator) installTask(pl v1alpha1.Platform) tektonv1.PipelineTask {
 					stringParamSpec(paramContextDir, ""),
 					arrayParamSpec(paramInstall, ""),
 				},
-				Volumes: []corev1.Volume{g.sharedVolume()},
+				Volumes: []corev1.Volume{g.sharedVolume(), home},
 				Steps:   []tektonv1.Step{step},
 			},
 		},
@@ -372,10 +400,10 @@ func (g *generator) mavenTask() tektonv1.PipelineTask {
 			g.runMount(mountSource, "source", false),
 			{Name: volShared, MountPath: mountMavenCache, SubPath: "cache/m2"},
 		},
-		SecurityContext:  toolContext(),
+		SecurityContext:  g.toolContext(),
 		ComputeResources: g.resources("maven"),
 	}
-	volumes := []corev1.Volume{g.sharedVolume()}
+	volumes := []corev1.Volume{g.sharedVolume(), toolStep(&step)}
 	if p.mavenSettings != "" {
 		volumes = append(volumes, mountSecret(&step, "MAVEN_SETTINGS_DIR", volMvnSecret, mountMvnSecret, p.mavenSettings))
 	}
@@ -522,25 +550,27 @@ func (g *generator) pushTask(builds []string) tektonv1.PipelineTask {
 
 func (g *generator) cleanupTask() tektonv1.PipelineTask {
 	p := g.p
+	step := tektonv1.Step{
+		Name:   "cleanup",
+		Image:  p.builderImage,
+		Script: scriptCleanup,
+		Env: []corev1.EnvVar{
+			env("RUNS_DIR", mountRuns),
+			env("RUN_NAME", p.runName),
+		},
+		VolumeMounts:     []corev1.VolumeMount{{Name: volShared, MountPath: mountRuns, SubPath: runsDir}},
+		SecurityContext:  g.toolContext(),
+		ComputeResources: g.resources("cleanup"),
+	}
+	home := toolStep(&step)
 	return tektonv1.PipelineTask{
 		Name: TaskCleanup,
 		TaskSpec: &tektonv1.EmbeddedTask{
 			Metadata: tektonv1.PipelineTaskMetadata{Labels: map[string]string{LabelManagedBy: ManagedBy}},
 			TaskSpec: tektonv1.TaskSpec{
 				Description: "Remove this run's directory from the shared volume; the caches stay.",
-				Volumes:     []corev1.Volume{g.sharedVolume()},
-				Steps: []tektonv1.Step{{
-					Name:   "cleanup",
-					Image:  p.builderImage,
-					Script: scriptCleanup,
-					Env: []corev1.EnvVar{
-						env("RUNS_DIR", mountRuns),
-						env("RUN_NAME", p.runName),
-					},
-					VolumeMounts:     []corev1.VolumeMount{{Name: volShared, MountPath: mountRuns, SubPath: runsDir}},
-					SecurityContext:  toolContext(),
-					ComputeResources: g.resources("cleanup"),
-				}},
+				Volumes:     []corev1.Volume{g.sharedVolume(), home},
+				Steps:       []tektonv1.Step{step},
 			},
 		},
 	}
@@ -615,14 +645,16 @@ func buildahEnv() []corev1.EnvVar {
 
 // Build pods, hardened. Every pod: no ServiceAccount token (no step talks to
 // the API server; Secrets come as volumes). Every step: no privilege
-// escalation (no_new_privs), root inside its container, which the shared
-// volume needs (the directories the kubelet creates for subPath mounts belong
-// to root, and ReadWriteMany volumes such as EFS seldom honour fsGroup), with
-// as few capabilities as its work needs:
+// escalation (no_new_privs) and as few capabilities as its work needs:
 //
-//   - tool steps (prepare, clone, install, maven, cleanup) drop every
-//     capability (they only write files root owns) and run under the
-//     runtime's default seccomp profile;
+//   - prepare runs as root with CHOWN only: the directories the kubelet
+//     creates for subPath mounts belong to root, and ReadWriteMany volumes
+//     such as EFS seldom honour fsGroup, so it creates the run's directories
+//     and the caches itself and hands them to the tool steps' user;
+//   - tool steps (clone, install, maven, cleanup) run as that user
+//     (--tool-steps-user, 65532; 0 keeps them root for volumes that refuse
+//     chown), drop every capability and run under the runtime's default
+//     seccomp profile;
 //   - buildah steps (build, push) add SETFCAP, to extract layers carrying file
 //     capabilities, and drop those of the runtime's default set that no build
 //     uses: NET_RAW (raw sockets, ping), MKNOD (device files; OpenShift's
@@ -644,12 +676,33 @@ func podTemplate() *pod.Template {
 	return &pod.Template{AutomountServiceAccountToken: ptr.To(false)}
 }
 
-func toolContext() *corev1.SecurityContext {
-	return &corev1.SecurityContext{
-		RunAsUser:                ptr.To(int64(0)),
+// toolContext: the tool steps run as --tool-steps-user (non-root unless an
+// admin set 0) with no capability at all.
+func (g *generator) toolContext() *corev1.SecurityContext {
+	sc := &corev1.SecurityContext{
+		RunAsUser:                ptr.To(g.s.ToolUser),
 		AllowPrivilegeEscalation: ptr.To(false),
 		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+	if g.s.ToolUser != 0 {
+		sc.RunAsNonRoot = ptr.To(true)
+		sc.RunAsGroup = ptr.To(int64(0)) // the files stay group-root, as buildah's are
+	}
+	return sc
+}
+
+// prepareContext: root with CHOWN only, by dropping every other capability
+// of the runtime's default set (dropping is allowed by every SCC; adding
+// CHOWN after dropping ALL would not be by pipelines-scc).
+func prepareContext() *corev1.SecurityContext {
+	return &corev1.SecurityContext{
+		RunAsUser:                ptr.To(int64(0)),
+		AllowPrivilegeEscalation: ptr.To(false),
+		Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{
+			"AUDIT_WRITE", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE",
+			"NET_RAW", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"}},
+		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 	}
 }
 

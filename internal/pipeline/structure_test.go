@@ -753,6 +753,12 @@ func TestBuildPodsAreHardened(t *testing.T) {
 				switch {
 				case sc.Capabilities == nil:
 					t.Errorf("%s: keeps the runtime's default capabilities", where)
+				case step.Name == "prepare":
+					// root with CHOWN only: every other default capability dropped, none added
+					if len(sc.Capabilities.Add) != 0 || slices.Contains(sc.Capabilities.Drop, "CHOWN") ||
+						!slices.Contains(sc.Capabilities.Drop, "DAC_OVERRIDE") || !slices.Contains(sc.Capabilities.Drop, "SETUID") || !slices.Contains(sc.Capabilities.Drop, "NET_RAW") {
+						t.Errorf("%s: capabilities %+v, want all but CHOWN dropped", where, sc.Capabilities)
+					}
 				case buildah[step.Name]:
 					if fmt.Sprint(sc.Capabilities.Add) != "[SETFCAP]" || !slices.Contains(sc.Capabilities.Drop, "NET_RAW") || !slices.Contains(sc.Capabilities.Drop, "MKNOD") {
 						t.Errorf("%s: capabilities %+v, want add [SETFCAP] and NET_RAW, MKNOD dropped", where, sc.Capabilities)
@@ -763,6 +769,12 @@ func TestBuildPodsAreHardened(t *testing.T) {
 					}
 					if sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
 						t.Errorf("%s: no RuntimeDefault seccomp profile", where)
+					}
+					if sc.RunAsUser == nil || *sc.RunAsUser != 65532 || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
+						t.Errorf("%s: runs as %v (non-root %v), want the tool steps' user 65532", where, sc.RunAsUser, sc.RunAsNonRoot)
+					}
+					if envOf(step, "HOME") == "" {
+						t.Errorf("%s: no HOME of its own", where)
 					}
 				}
 				r := step.ComputeResources
@@ -776,5 +788,21 @@ func TestBuildPodsAreHardened(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// --tool-steps-user=0, for volumes that refuse chown: the tool steps run as
+// root (still without any capability) and prepare hands nothing over.
+func TestToolStepsAsRootWhenAnAdminSaysSo(t *testing.T) {
+	in := input(htopBuild())
+	in.Settings.ToolUser = 0
+	pr := mustGenerate(t, in)
+	clone := taskNamed(t, pr, TaskClone)
+	if got := envOf(clone.TaskSpec.Steps[0], "TOOL_UID"); got != "0" {
+		t.Errorf("prepare TOOL_UID = %q, want 0", got)
+	}
+	sc := mainStep(clone).SecurityContext
+	if sc.RunAsUser == nil || *sc.RunAsUser != 0 || sc.RunAsNonRoot != nil || fmt.Sprint(sc.Capabilities.Drop) != "[ALL]" {
+		t.Errorf("clone as root: %+v", sc)
 	}
 }

@@ -62,6 +62,11 @@ type Settings struct {
 	// (StepKinds), so a build is scheduled for what it uses and one build
 	// cannot take a node's memory from other tenants' pods.
 	StepResources map[string]corev1.ResourceRequirements
+	// ToolUser is the user the tool steps (clone, install, maven, cleanup)
+	// run as; the prepare step hands the run's directories and the caches on
+	// the shared volume to it. 0 runs them as root, for volumes that refuse
+	// chown (an EFS access point that forces its own owner).
+	ToolUser int64
 	// BuildStorageLimit bounds buildah's node-local storage (an emptyDir) per
 	// build and push pod: past it the kubelet evicts the pod instead of
 	// letting one build fill the node's disk.
@@ -140,6 +145,7 @@ func Default() Settings {
 		MachineSetIdleTimeout: 30 * time.Minute,
 		MachineAPINamespace:   "openshift-machine-api",
 		StepResources:         DefaultStepResources(),
+		ToolUser:              65532,
 		BuildStorageLimit:     resource.MustParse("20Gi"),
 	}
 }
@@ -193,6 +199,8 @@ func (s *Settings) BindFlags(fs *flag.FlagSet) {
 			}
 			return nil
 		})
+	fs.Int64Var(&s.ToolUser, "tool-steps-user", s.ToolUser,
+		"User the clone, install, maven and cleanup steps run as (non-root); 0 runs them as root, for shared volumes that refuse chown.")
 	fs.Func("build-storage-limit", fmt.Sprintf("Size limit of buildah's node-local storage per build or push pod, a quantity such as 20Gi; past it the pod is evicted (default %s).", s.BuildStorageLimit.String()),
 		func(v string) error {
 			q, err := resource.ParseQuantity(v)
@@ -206,6 +214,9 @@ func (s *Settings) BindFlags(fs *flag.FlagSet) {
 
 // Validate reports the first setting that cannot work.
 func (s *Settings) Validate() error {
+	if s.ToolUser < 0 || s.ToolUser > 2147483647 {
+		return fmt.Errorf("--tool-steps-user must be a user ID from 0 to 2147483647, got %d", s.ToolUser)
+	}
 	for name, v := range map[string]string{"--builder-image": s.BuilderImage, "--git-image": s.GitImage,
 		"--nodejs-image": s.NodeJSImage, "--maven-image": s.MavenImage, "--builder-service-account": s.ServiceAccountName} {
 		if strings.TrimSpace(v) == "" {

@@ -26,8 +26,13 @@ if [[ -f "$mark" ]]; then
   while IFS= read -r -d '' dir; do
     old="${dir##*/}"
     [[ "$old" != "$RUN_NAME" ]] && name_ok "$old" || continue
-    rm -rf -- "${RUNS_DIR:?}/$old"
-    echo "cleanup: swept $old (an older run that left its directory behind)"
+    # Best effort: a directory this user may not delete (left by an older
+    # operator version that ran as root) must not fail the run.
+    if rm -rf -- "${RUNS_DIR:?}/$old" 2>/dev/null; then
+      echo "cleanup: swept $old (an older run that left its directory behind)"
+    else
+      echo "cleanup: WARNING: could not remove $old (owned by another user); delete it from the volume by hand" >&2
+    fi
   done < <(find "$RUNS_DIR" -mindepth 1 -maxdepth 1 -type d ! -newer "$mark" -print0)
 fi
 

@@ -1,14 +1,49 @@
 #!/usr/bin/env bash
-# prepare: the first step of a run, before the clone. Marks the run's start
-# on the shared volume: cleanup sweeps the directories of runs that are older
-# than this mark and no longer clean up after themselves (deleted runs).
+# prepare: the first step of a run, before the clone, as root with CHOWN as
+# its only capability. Creates the run's directories and the caches on the
+# shared volume, hands them to the user the tool steps run as (they run as
+# non-root: clone, install, maven and cleanup write only there), and marks the
+# run's start: cleanup sweeps the directories of runs older than this mark
+# that did not clean up after themselves (deleted runs).
 #
 # Environment (declared by the generated step):
-#   RUN_DIR  this run's directory on the shared volume
+#   RUNS_DIR    the shared volume's runs/ directory
+#   CACHE_DIR   the shared volume's cache/ directory
+#   RUN_NAME    this run's directory name (the PipelineRun name)
+#   ARCHES      the run's architectures, space-separated
+#   TOOL_UID    the tool steps' user; 0: they run as root, nothing to hand over
 set -Eeuo pipefail
 trap 'rc=$?; echo "prepare: FAILED (exit $rc) at line $LINENO: $BASH_COMMAND" >&2; exit $rc' ERR
 
-: "${RUN_DIR:?prepare: RUN_DIR is not set}"
-mkdir -p "$RUN_DIR"
-touch "$RUN_DIR/.started"
-echo "prepare: run directory ready"
+fail() { echo "prepare: ERROR: $*" >&2; exit 1; }
+: "${RUNS_DIR:?prepare: RUNS_DIR is not set}"
+: "${CACHE_DIR:?prepare: CACHE_DIR is not set}"
+: "${RUN_NAME:?prepare: RUN_NAME is not set}"
+: "${TOOL_UID:?prepare: TOOL_UID is not set}"
+[[ "$RUN_NAME" =~ ^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$ ]] || fail "refusing run name '$RUN_NAME'"
+[[ "$TOOL_UID" =~ ^[0-9]+$ ]] || fail "TOOL_UID '$TOOL_UID' is not a user ID"
+
+run="$RUNS_DIR/$RUN_NAME"
+mkdir -p "$run/source" "$CACHE_DIR/npm" "$CACHE_DIR/m2"
+for arch in ${ARCHES:-}; do
+  [[ "$arch" =~ ^[a-z0-9]+$ ]] || fail "refusing architecture '$arch'"
+  mkdir -p "$run/arch/$arch"
+done
+touch "$run/.started"
+
+if [[ "$TOOL_UID" != 0 ]]; then
+  handover() {
+    chown "$@" || fail "cannot hand $* to user $TOOL_UID: a volume that forces its owner (an EFS access point?) needs the operator's --tool-steps-user=0"
+  }
+  # The run's own tree, and runs/ itself, where cleanup deletes it.
+  handover -R "$TOOL_UID:0" "$run"
+  handover "$TOOL_UID:0" "$RUNS_DIR"
+  # The caches: only when they are not the user's yet (a large cache is
+  # walked once, not on every run).
+  for cache in "$CACHE_DIR" "$CACHE_DIR/npm" "$CACHE_DIR/m2"; do
+    if [[ "$(stat -c %u "$cache")" != "$TOOL_UID" ]]; then
+      handover -R "$TOOL_UID:0" "$cache"
+    fi
+  done
+fi
+echo "prepare: run directory ready (tool steps run as user $TOOL_UID)"
