@@ -9,6 +9,8 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -652,4 +654,41 @@ func check(checker *validating.TypeChecker, p *admissionregistrationv1.Validatin
 		}
 	}
 	return warnings
+}
+
+// TestAnOverlayMovesTheAllowListAndTheBindingFollows: an OLM install in
+// another namespace applies config/policy through an overlay with its own
+// namespace; the binding must then read the ConfigMap there.
+func TestAnOverlayMovesTheAllowListAndTheBindingFollows(t *testing.T) {
+	dir := t.TempDir()
+	base, err := filepath.Rel(dir, filepath.Join(testenv.RepoRoot(), "config", "policy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := "namespace: openshift-operators\nresources:\n- " + base + "\n"
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	resMap, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cmNamespace, refNamespace, refName string
+	for _, r := range resMap.Resources() {
+		m, err := r.Map()
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := &unstructured.Unstructured{Object: m}
+		switch u.GetKind() {
+		case "ConfigMap":
+			cmNamespace = u.GetNamespace()
+		case "ValidatingAdmissionPolicyBinding":
+			refNamespace, _, _ = unstructured.NestedString(m, "spec", "paramRef", "namespace")
+			refName, _, _ = unstructured.NestedString(m, "spec", "paramRef", "name")
+		}
+	}
+	if cmNamespace != "openshift-operators" || refNamespace != cmNamespace || refName != policyName {
+		t.Errorf("the overlay puts the ConfigMap in %q, the binding reads %s/%s", cmNamespace, refNamespace, refName)
+	}
 }
