@@ -392,6 +392,15 @@ func TestGuardRailsOnTheAPIServer(t *testing.T) {
 		}
 	})
 
+	t.Run("the samples are accepted", func(t *testing.T) {
+		for _, u := range render(t, "config/samples") {
+			u.SetNamespace("tenant-a")
+			if err := g.c.Create(ctx, u, client.DryRunAll); err != nil {
+				t.Errorf("sample %s: %v", u.GetName(), err)
+			}
+		}
+	})
+
 	defaultBuilder := []string{s.BuilderImage}
 	t.Run("hostile builds are refused naming the field and the allowed values", func(t *testing.T) {
 		for _, rc := range []refusal{
