@@ -54,7 +54,7 @@ func main() {
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("argocd-health", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	docs := fs.String("docs", "docs/gitops.md", "Markdown file whose ```yaml block holds the argocd-cm ConfigMap")
+	docs := fs.String("docs", "docs/gitops.md", "`file`: Markdown whose yaml code block holds the argocd-cm ConfigMap")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: argocd-health [--docs docs/gitops.md] [FILE...]\n"+
 			"Judges each object (JSON or YAML; stdin when no FILE or FILE is -) with Argo CD's\n"+
@@ -63,6 +63,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
 	}
 	// The settings manager logs its informers' start at info level; stdout

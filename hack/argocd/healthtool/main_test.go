@@ -377,6 +377,16 @@ func TestMalformedDocsFail(t *testing.T) {
 	}
 }
 
+// TestUsage: --help prints the usage and succeeds, an unknown flag fails.
+func TestUsage(t *testing.T) {
+	if code, out, errOut := runTool(t, nil, "--help"); code != 0 || out != "" || !strings.Contains(errOut, "usage: argocd-health") {
+		t.Errorf("--help: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if code, _, _ := runTool(t, nil, "--no-such-flag"); code != 2 {
+		t.Errorf("--no-such-flag: exit %d, want 2", code)
+	}
+}
+
 // TestNotAKubernetesObject: input that is no object is refused.
 func TestNotAKubernetesObject(t *testing.T) {
 	code, _, errOut := runTool(t, []byte("- a\n- list\n"), "--docs", gitopsDoc)
