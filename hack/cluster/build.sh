@@ -16,5 +16,7 @@ command -v kubectl >/dev/null || kube+=(kubectl)
 t1=$(date +%s)
 "${ROOT}/hack/cluster/build-tekton.sh"
 t2=$(date +%s)
+# Argo CD's own health code, for the e2e tier's verdicts on live builds.
+"${ROOT}/hack/argocd/build-healthtool.sh" >/dev/null
 wait "$images" || die "building the images failed"
-log "built in $(( $(date +%s) - t0 ))s: kube+etcd $((t1 - t0))s, tekton $((t2 - t1))s, images in parallel"
+log "built in $(( $(date +%s) - t0 ))s: kube+etcd $((t1 - t0))s, tekton $((t2 - t1))s, argocd-health $(( $(date +%s) - t2 ))s, images in parallel"

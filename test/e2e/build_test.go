@@ -244,6 +244,7 @@ func runBuild(t *testing.T, b *v1alpha1.MultiArchBuild, want v1alpha1.Phase) res
 		if line != last {
 			t.Logf("%6.1fs %s: %s", time.Since(start).Seconds(), key, line)
 			last = line
+			checkArgo(t, cur, "at "+string(cur.Status.Phase))
 		}
 		if cur.Status.ObservedGeneration == cur.Generation &&
 			(cur.Status.Phase == v1alpha1.PhaseSucceeded || cur.Status.Phase == v1alpha1.PhaseFailed) {

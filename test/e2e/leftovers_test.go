@@ -132,6 +132,8 @@ func TestNothingLeftOnTheVolume(t *testing.T) {
 	if err := kc.Update(ctx, cur); err != nil {
 		t.Fatal(err)
 	}
+	// Argo CD sees the edit as Progressing at once, whatever the last build was.
+	checkArgo(t, cur, "right after the spec edit")
 	second := runOf(2, "")
 	waitFor(t, "the first run to end cancelled, its cleanup done", 3*time.Minute, func() (bool, string) {
 		pr := &tektonv1.PipelineRun{}
