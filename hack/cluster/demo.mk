@@ -28,3 +28,7 @@ test-e2e-olm: ## End-to-end, OLM pass: the operator installed from bundle/ as OL
 	hack/cluster/build.sh
 	MAB_OPERATOR_MODE=olm go test -tags 'e2e olm' ./test/e2e/ -v -count=1 -timeout 20m \
 	  -run 'TestOLM|TestOperatorRunsInClusterAsItsCSVIdentity|TestOpenShiftAdmissionIsOn|TestMetricsEndpointServesAuthenticatedScrapers'
+
+.PHONY: test-argocd-full
+test-argocd-full: ## Opt-in, not in CI: Argo CD's application controller and repo server (built once, minutes) sync a MultiArchBuild from git and judge it with docs/gitops.md's health check.
+	hack/argocd/full/run.sh

@@ -12,21 +12,27 @@
 #
 #   hack/argocd/full/run.sh
 #
-# Needs: bin/etcd and bin/kube-apiserver (make envtest / hack/install-deps.sh),
-# kubectl, git, openssl, redis-server (apt-get install redis-server) and the
-# argocd multi-call binary; ARGOCD_BIN points at it (default
-# /tmp/argocd-full/argocd). Build it, once, with
-#   go mod download github.com/argoproj/argo-cd/v2@v2.14.21
-#   cd "$(go env GOMODCACHE)/github.com/argoproj/argo-cd/v2@v2.14.21"
-#   CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o /tmp/argocd-full/argocd ./cmd
+# Needs: bin/etcd and bin/kube-apiserver (make envtest-bins), kubectl, git,
+# openssl, redis-server (installed from Debian when missing) and the argocd
+# multi-call binary, built once from the Go module proxy into the cache when
+# missing (minutes), or ARGOCD_BIN.
 # Everything runs on free 127.0.0.1 ports in a temporary directory; every
 # process it starts is stopped on exit (KEEP=1 keeps the directory and logs).
 # It does not touch the project's local cluster.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
-ARGOCD_BIN="${ARGOCD_BIN:-/tmp/argocd-full/argocd}"
+CACHE="${MAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/multiarch-build-operator}"
+ARGOCD_BIN="${ARGOCD_BIN:-${CACHE}/argocd-v2.14.21/argocd}"
 ARGOCD_MOD="${ARGOCD_MOD:-$(go env GOMODCACHE)/github.com/argoproj/argo-cd/v2@v2.14.21}"
+if [ ! -x "$ARGOCD_BIN" ]; then
+  echo "run.sh: building Argo CD v2.14.21 (argocd multi-call binary) into ${ARGOCD_BIN}; this takes minutes" >&2
+  (cd "$ROOT" && go mod download github.com/argoproj/argo-cd/v2@v2.14.21)
+  mkdir -p "$(dirname "$ARGOCD_BIN")"
+  (cd "$ARGOCD_MOD" && CGO_ENABLED=0 nice go build -trimpath -ldflags '-s -w -X github.com/argoproj/argo-cd/v2/common.version=2.14.21' -o "${ARGOCD_BIN}.tmp" ./cmd)
+  mv "${ARGOCD_BIN}.tmp" "$ARGOCD_BIN"
+fi
+command -v redis-server >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null
 DOCS="${ROOT}/docs/gitops.md"
 SAMPLE="${ROOT}/config/samples/build_v1alpha1_multiarchbuild_minimal.yaml"
 CRD="${ROOT}/config/crd/bases/build.multiarch.io_multiarchbuilds.yaml"
