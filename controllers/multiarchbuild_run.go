@@ -112,6 +112,8 @@ func (r *MultiArchBuildReconciler) ensureRun(ctx context.Context, s *buildScope)
 		return fmt.Errorf("own PipelineRun %s: %w", run.Name, err)
 	}
 	switch err := r.Client.Create(ctx, run); {
+	case apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
+		return err // the namespace is going away: Reconcile stops, no retry
 	case apierrors.IsAlreadyExists(err):
 		// Deterministic name: a run of this generation and token exists.
 	case apierrors.IsInvalid(err) || apierrors.IsForbidden(err) || apierrors.IsBadRequest(err):

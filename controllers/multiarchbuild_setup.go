@@ -184,11 +184,18 @@ func (r *MultiArchBuildReconciler) buildsWaitingForClass(ctx context.Context, o 
 }
 
 // runReportChanged passes what the build reports from a PipelineRun: its
-// Succeeded condition, results, start and completion; and its deletion. Not
-// its creation (the reconciler made it) nor Tekton's other status churn.
+// Succeeded condition, results, start and completion; its deletion; and its
+// creation. Not Tekton's other status churn. A create event is not only the
+// run the reconciler just made: it is also how a relisting watch (after
+// "resourceVersion too old", or Tekton's CRDs removed and reinstalled) brings
+// back a run that finished while the watch was down, and how a run created by
+// a reconcile of a generation that was superseded in the same second reaches
+// the cache, so that it is cancelled. Dropping them left such builds
+// Building forever (TestFaultKnownBugs). The cost: one reconcile, without
+// writes, per run created.
 func runReportChanged() predicate.TypedPredicate[*tektonv1.PipelineRun] {
 	return predicate.TypedFuncs[*tektonv1.PipelineRun]{
-		CreateFunc: func(event.TypedCreateEvent[*tektonv1.PipelineRun]) bool { return false },
+		CreateFunc: func(event.TypedCreateEvent[*tektonv1.PipelineRun]) bool { return true },
 		UpdateFunc: func(e event.TypedUpdateEvent[*tektonv1.PipelineRun]) bool {
 			o, n := e.ObjectOld, e.ObjectNew
 			return !reflect.DeepEqual(succeededOf(o.Status.GetCondition(apis.ConditionSucceeded)), succeededOf(n.Status.GetCondition(apis.ConditionSucceeded))) ||

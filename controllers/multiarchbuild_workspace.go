@@ -91,6 +91,11 @@ func (e *refusedError) Unwrap() error { return e.err }
 // refuse wraps err when the API server refused the write for good
 // (Forbidden, Invalid, BadRequest); other errors are returned as they are.
 func refuse(what string, err error) error {
+	if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
+		// Not a refusal anyone must fix: the namespace, and the build with
+		// it, is going away; Reconcile stops on this error, no retry.
+		return fmt.Errorf("%s: %w", what, err)
+	}
 	if apierrors.IsForbidden(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
 		return &refusedError{what: what, err: err}
 	}
