@@ -55,8 +55,7 @@ func (r *MultiArchBuildReconciler) ensureWorkspace(ctx context.Context, s *build
 		// to be deleted to pick up the class once it is fixed in the spec.
 		created, err := r.createClaim(ctx, s)
 		if c, ok := refusedCondition(v1alpha1.ConditionStorageReady, err); ok {
-			s.setCondition(c)
-			s.requeue(backoff(r.clock(), s.build.Status.Conditions, v1alpha1.ConditionStorageReady))
+			r.waitOn(s, c)
 			return nil
 		}
 		if err != nil {
@@ -67,14 +66,21 @@ func (r *MultiArchBuildReconciler) ensureWorkspace(ctx context.Context, s *build
 	if claim != nil && !metav1.IsControlledBy(claim, s.build) {
 		// Someone else's claim with our name (or a claim of a deleted build of
 		// the same name, still being collected): never adopted.
-		s.setCondition(conflictCondition(v1alpha1.ConditionStorageReady, "PersistentVolumeClaim", claim))
-		s.requeue(backoff(r.clock(), s.build.Status.Conditions, v1alpha1.ConditionStorageReady))
+		r.waitOn(s, conflictCondition(v1alpha1.ConditionStorageReady, "PersistentVolumeClaim", claim))
 		return nil
 	}
 	// The StorageClass watch re-queues the build when the class appears,
 	// the PVC watch when the claim binds: no timer.
 	s.setCondition(storageCondition(storage.Check(claim, className, class)))
 	return nil
+}
+
+// waitOn records a prerequisite condition that is False until someone else
+// acts (an admin, the owner of a conflicting object) and looks again after a
+// delay that grows with the time it has been False: no hot loop.
+func (r *MultiArchBuildReconciler) waitOn(s *buildScope, c metav1.Condition) {
+	s.setCondition(c)
+	s.requeue(backoff(r.clock(), s.build.Status.Conditions, c.Type))
 }
 
 // refusedError is a write the API server refused for a reason an admin or
@@ -203,14 +209,12 @@ func (r *MultiArchBuildReconciler) ensureBuilder(ctx context.Context, s *buildSc
 	default:
 		err := r.ensureServiceAccount(ctx, s)
 		if rc, ok := refusedCondition(v1alpha1.ConditionBuilderReady, err); ok {
-			s.setCondition(rc)
-			s.requeue(backoff(r.clock(), s.build.Status.Conditions, v1alpha1.ConditionBuilderReady))
+			r.waitOn(s, rc)
 			return nil
 		}
 		var conflict *conflictError
 		if errors.As(err, &conflict) {
-			s.setCondition(conflictCondition(v1alpha1.ConditionBuilderReady, conflict.kind, conflict.obj))
-			s.requeue(backoff(r.clock(), s.build.Status.Conditions, v1alpha1.ConditionBuilderReady))
+			r.waitOn(s, conflictCondition(v1alpha1.ConditionBuilderReady, conflict.kind, conflict.obj))
 			return nil
 		}
 		if err != nil {
