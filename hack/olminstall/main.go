@@ -60,6 +60,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -447,8 +448,9 @@ func waitAvailable(ctx context.Context, c client.Client, ns, name string, timeou
 	}
 }
 
-// deleteOwnedBy deletes the Deployments, RBAC and ServiceAccounts OLM would
-// have made for the CSVs of the namespace that match.
+// deleteOwnedBy deletes what was made for the CSVs of the namespace that
+// match: Deployments, RBAC, ServiceAccounts and the bundle's namespaced and
+// cluster-scoped objects (they carry the same owner labels).
 func deleteOwnedBy(ctx context.Context, c client.Client, ns string, match func(csv string) bool) error {
 	lists := []struct {
 		list       client.ObjectList
@@ -460,6 +462,7 @@ func deleteOwnedBy(ctx context.Context, c client.Client, ns string, match func(c
 		{&rbacv1.ClusterRoleBindingList{}, false},
 		{&rbacv1.ClusterRoleList{}, false},
 		{&corev1.ServiceAccountList{}, true},
+		{&corev1.ServiceList{}, true}, // the bundle's metrics Service
 	}
 	for _, l := range lists {
 		opts := []client.ListOption{client.MatchingLabels{"olm.owner.kind": operatorsv1alpha1.ClusterServiceVersionKind, "olm.owner.namespace": ns}}
@@ -469,11 +472,12 @@ func deleteOwnedBy(ctx context.Context, c client.Client, ns string, match func(c
 		if err := c.List(ctx, l.list, opts...); err != nil {
 			return err
 		}
-		items, err := meta(l.list)
+		items, err := apimeta.ExtractList(l.list)
 		if err != nil {
 			return err
 		}
-		for _, o := range items {
+		for _, item := range items {
+			o := item.(client.Object)
 			if !match(o.GetLabels()["olm.owner"]) {
 				continue
 			}
@@ -486,53 +490,6 @@ func deleteOwnedBy(ctx context.Context, c client.Client, ns string, match func(c
 	return nil
 }
 
-func meta(list client.ObjectList) ([]client.Object, error) {
-	var out []client.Object
-	switch l := list.(type) {
-	case *appsv1.DeploymentList:
-		for i := range l.Items {
-			out = append(out, &l.Items[i])
-		}
-	case *rbacv1.RoleBindingList:
-		for i := range l.Items {
-			out = append(out, &l.Items[i])
-		}
-	case *rbacv1.RoleList:
-		for i := range l.Items {
-			out = append(out, &l.Items[i])
-		}
-	case *rbacv1.ClusterRoleBindingList:
-		for i := range l.Items {
-			out = append(out, &l.Items[i])
-		}
-	case *rbacv1.ClusterRoleList:
-		for i := range l.Items {
-			out = append(out, &l.Items[i])
-		}
-	case *corev1.ServiceAccountList:
-		for i := range l.Items {
-			out = append(out, &l.Items[i])
-		}
-	default:
-		return nil, fmt.Errorf("unexpected list %T", list)
-	}
-	return out, nil
-}
-
 func uninstallAll(ctx context.Context, c client.Client, ns string) error {
-	if err := deleteOwnedBy(ctx, c, ns, func(string) bool { return true }); err != nil {
-		return err
-	}
-	// Bundle objects (ClusterRoles, the metrics Service) carry the owner labels too.
-	for _, l := range []client.ObjectList{&corev1.ServiceList{}} {
-		if err := c.List(ctx, l, client.InNamespace(ns), client.MatchingLabels{"olm.owner.kind": operatorsv1alpha1.ClusterServiceVersionKind}); err != nil {
-			return err
-		}
-		for i := range l.(*corev1.ServiceList).Items {
-			if err := c.Delete(ctx, &l.(*corev1.ServiceList).Items[i]); client.IgnoreNotFound(err) != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return deleteOwnedBy(ctx, c, ns, func(string) bool { return true })
 }
