@@ -23,6 +23,7 @@ import (
 
 	buildv1alpha1 "github.com/multiarch-build/multiarch-build-operator/api/v1alpha1"
 	"github.com/multiarch-build/multiarch-build-operator/controllers"
+	"github.com/multiarch-build/multiarch-build-operator/controllers/capacity"
 	"github.com/multiarch-build/multiarch-build-operator/internal/settings"
 )
 
@@ -125,17 +126,17 @@ func main() {
 
 // setupControllers registers every reconciler with the manager.
 func setupControllers(mgr ctrl.Manager, cfg settings.Settings) error {
-	capacity, err := controllers.NewClusterCapacity(mgr, cfg)
+	checker, err := capacity.NewCluster(mgr, cfg)
 	if err != nil {
 		return fmt.Errorf("capacity checker: %w", err)
 	}
-	if err := controllers.SetupCapacity(mgr, capacity); err != nil {
+	if err := capacity.Setup(mgr, checker); err != nil {
 		return fmt.Errorf("capacity controller: %w", err)
 	}
 	builds := &controllers.MultiArchBuildReconciler{
 		Settings:        cfg,
-		Capacity:        capacity,
-		CapacityWatches: capacity.BuildWatches(),
+		Capacity:        checker,
+		CapacityWatches: checker.BuildWatches(),
 	}
 	if err := builds.SetupWithManager(context.Background(), mgr); err != nil {
 		return fmt.Errorf("MultiArchBuild controller: %w", err)

@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/multiarch-build/multiarch-build-operator/api/v1alpha1"
+	"github.com/multiarch-build/multiarch-build-operator/controllers/capacity"
 	"github.com/multiarch-build/multiarch-build-operator/internal/pipeline"
 	"github.com/multiarch-build/multiarch-build-operator/internal/settings"
 )
@@ -69,9 +70,9 @@ type MultiArchBuildReconciler struct {
 	Settings  settings.Settings
 	// Capacity decides whether nodes of every platform can take the build;
 	// nil means runs are not gated on capacity.
-	Capacity CapacityChecker
+	Capacity capacity.Checker
 	// CapacityWatches re-queue builds waiting for capacity when nodes or
-	// MachineSets change (ClusterCapacity.BuildWatches).
+	// MachineSets change (capacity.Cluster.BuildWatches).
 	CapacityWatches []source.Source
 	// Namespaces restricts the Tekton cache (and should match the manager
 	// cache's DefaultNamespaces); empty means every namespace.
@@ -97,12 +98,12 @@ type buildScope struct {
 	runName string
 
 	// blocked lists the prerequisite conditions that keep a new run from starting.
-	blocked  []string
-	capacity *CapacityResult
-	outcome  runOutcome
-	runs     []tektonv1.PipelineRun // every run of this build
-	taskRuns []tektonv1.TaskRun     // TaskRuns of the current run
-	nodes    map[string]string      // arch -> node of the build pod
+	blocked     []string
+	capacityRes *capacity.Result
+	outcome     runOutcome
+	runs        []tektonv1.PipelineRun // every run of this build
+	taskRuns    []tektonv1.TaskRun     // TaskRuns of the current run
+	nodes       map[string]string      // arch -> node of the build pod
 
 	stop         bool
 	requeueAfter time.Duration
@@ -268,7 +269,7 @@ func (r *MultiArchBuildReconciler) ensureCapacity(ctx context.Context, s *buildS
 	if err != nil {
 		return fmt.Errorf("check capacity for %s: %w", klog.KObj(s.build), err)
 	}
-	s.capacity = &res
+	s.capacityRes = &res
 	s.setCondition(capacityCondition(&res))
 	if !res.Ready && !res.Terminal {
 		s.requeue(min(backoff(r.clock(), s.build.Status.Conditions, v1alpha1.ConditionCapacityReady), time.Minute))

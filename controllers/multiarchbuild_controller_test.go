@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/multiarch-build/multiarch-build-operator/api/v1alpha1"
+	"github.com/multiarch-build/multiarch-build-operator/controllers/capacity"
 	"github.com/multiarch-build/multiarch-build-operator/internal/pipeline"
 	"github.com/multiarch-build/multiarch-build-operator/internal/settings"
 	"github.com/multiarch-build/multiarch-build-operator/internal/storage"
@@ -567,9 +568,9 @@ func TestImmediateClassWaitsUntilTheClaimIsBound(t *testing.T) {
 func TestCapacityNotReadyHoldsTheRunAndReportsProvisioning(t *testing.T) {
 	env := shared(t)
 	ns := newNamespace(t, adminClient)
-	capacity := &fakeCapacity{res: CapacityResult{Reason: v1alpha1.ReasonProvisioningNodes, Message: "scaling MachineSet arm64",
+	capc := &fakeCapacity{res: capacity.Result{Reason: v1alpha1.ReasonProvisioningNodes, Message: "scaling MachineSet arm64",
 		Waiting: map[v1alpha1.Platform]string{v1alpha1.PlatformLinuxARM64: "MachineSet build-arm64 is scaling up"}}}
-	startOperator(t, env, ns, capacity)
+	startOperator(t, env, ns, capc)
 	b := createBuild(t, newBuild(ns, "waits"))
 	eventually(t, "Provisioning", func() (bool, string) {
 		b = getBuild(t, ns, b.Name)
@@ -579,9 +580,9 @@ func TestCapacityNotReadyHoldsTheRunAndReportsProvisioning(t *testing.T) {
 	if n := len(runsOf(t, adminClient, ns)); n != 0 {
 		t.Fatalf("%d runs without capacity", n)
 	}
-	capacity.mu.Lock()
-	capacity.res = CapacityResult{Ready: true}
-	capacity.mu.Unlock()
+	capc.mu.Lock()
+	capc.res = capacity.Result{Ready: true}
+	capc.mu.Unlock()
 	waitForRun(t, ns, b.Name) // the capacity wait requeues with backoff (5s at first)
 }
 

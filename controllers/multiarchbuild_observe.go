@@ -44,8 +44,8 @@ func (r *MultiArchBuildReconciler) observeRun(ctx context.Context, s *buildScope
 	s.setCondition(succeeded)
 
 	var waiting map[v1alpha1.Platform]string
-	if s.capacity != nil {
-		waiting = s.capacity.Waiting
+	if s.capacityRes != nil {
+		waiting = s.capacityRes.Waiting
 	}
 	st.Platforms = platformStatuses(s.build, run, s.taskRuns, waiting, s.nodes)
 	if run != nil && succeeded.Status == metav1.ConditionTrue {

@@ -12,6 +12,7 @@ import (
 	"knative.dev/pkg/apis"
 
 	"github.com/multiarch-build/multiarch-build-operator/api/v1alpha1"
+	"github.com/multiarch-build/multiarch-build-operator/controllers/capacity"
 	"github.com/multiarch-build/multiarch-build-operator/internal/pipeline"
 	"github.com/multiarch-build/multiarch-build-operator/internal/storage"
 )
@@ -98,7 +99,7 @@ func storageCondition(v storage.Verdict) metav1.Condition {
 
 // capacityCondition is CapacityReady. A nil result means no checker is
 // configured: the operator does not gate runs on capacity.
-func capacityCondition(res *CapacityResult) metav1.Condition {
+func capacityCondition(res *capacity.Result) metav1.Condition {
 	c := metav1.Condition{Type: v1alpha1.ConditionCapacityReady}
 	switch {
 	case res == nil:

@@ -14,6 +14,7 @@ import (
 	duckv1 "knative.dev/pkg/apis/duck/v1"
 
 	"github.com/multiarch-build/multiarch-build-operator/api/v1alpha1"
+	"github.com/multiarch-build/multiarch-build-operator/controllers/capacity"
 	"github.com/multiarch-build/multiarch-build-operator/internal/pipeline"
 	"github.com/multiarch-build/multiarch-build-operator/internal/storage"
 )
@@ -67,14 +68,14 @@ func TestStorageAndCapacityConditions(t *testing.T) {
 	}
 	tests := []struct {
 		name       string
-		res        *CapacityResult
+		res        *capacity.Result
 		wantStatus metav1.ConditionStatus
 		wantReason string
 	}{
 		{"no checker", nil, metav1.ConditionTrue, v1alpha1.ReasonNodesAvailable},
-		{"ready", &CapacityResult{Ready: true}, metav1.ConditionTrue, v1alpha1.ReasonNodesAvailable},
-		{"provisioning", &CapacityResult{Reason: v1alpha1.ReasonProvisioningNodes}, metav1.ConditionFalse, v1alpha1.ReasonProvisioningNodes},
-		{"not ready without a reason", &CapacityResult{}, metav1.ConditionFalse, v1alpha1.ReasonNoNodes},
+		{"ready", &capacity.Result{Ready: true}, metav1.ConditionTrue, v1alpha1.ReasonNodesAvailable},
+		{"provisioning", &capacity.Result{Reason: v1alpha1.ReasonProvisioningNodes}, metav1.ConditionFalse, v1alpha1.ReasonProvisioningNodes},
+		{"not ready without a reason", &capacity.Result{}, metav1.ConditionFalse, v1alpha1.ReasonNoNodes},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

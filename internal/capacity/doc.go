@@ -1,7 +1,7 @@
 // Package capacity decides, from values only, whether every architecture a
 // MultiArchBuild asks for has a node that can take its build pods, and which
 // OpenShift MachineSets to create or scale so that it does. It never holds a
-// client: controllers/capacity_controller.go and controllers/capacity_checker.go
+// client: the capacity controller and checker (package controllers/capacity)
 // fetch the objects, call these functions and write the results.
 //
 // # Why a dedicated, cluster-wide capacity controller
@@ -13,7 +13,7 @@
 // scaling down what another still needs). So the demand is aggregated per
 // architecture over every MultiArchBuild (Demand), and one controller, keyed by
 // architecture, is the only writer of MachineSets. The build reconciler only
-// reads (CapacityChecker.Check) and never writes a MachineSet; this controller
+// reads (capacity.Checker.Check) and never writes a MachineSet; this controller
 // never writes a MultiArchBuild's status (one writer per status). Both call
 // Assess on the same observations, so what a build reports is what the
 // controller does.

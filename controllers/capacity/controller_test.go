@@ -1,4 +1,4 @@
-package controllers
+package capacity
 
 import (
 	"context"
@@ -29,7 +29,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/multiarch-build/multiarch-build-operator/api/v1alpha1"
-	"github.com/multiarch-build/multiarch-build-operator/internal/capacity"
+	plan "github.com/multiarch-build/multiarch-build-operator/internal/capacity"
 	"github.com/multiarch-build/multiarch-build-operator/internal/pipeline"
 	"github.com/multiarch-build/multiarch-build-operator/internal/settings"
 	"github.com/multiarch-build/multiarch-build-operator/internal/testenv"
@@ -60,14 +60,14 @@ type capFixture struct {
 	t   *testing.T
 	ctx context.Context
 	c   client.Client
-	r   *CapacityReconciler
+	r   *Reconciler
 	clk *testingclock.FakeClock
 	rec *events.FakeRecorder
 }
 
 func capReadFixture(t *testing.T, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "capacity", name))
+	b, err := os.ReadFile(filepath.Join("..", "testdata", "capacity", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,17 +93,17 @@ func newCapFixture(t *testing.T, env *testenv.Env) *capFixture {
 	f := &capFixture{t: t, ctx: context.Background(), c: c,
 		clk: testingclock.NewFakeClock(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)),
 		rec: events.NewFakeRecorder(100)}
-	for _, ns := range []string{capMachineNS, capacity.BootImagesNamespace, capBuildNS} {
+	for _, ns := range []string{capMachineNS, plan.BootImagesNamespace, capBuildNS} {
 		f.must(c.Create(f.ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
 	}
 	f.must(c.Create(f.ctx, &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Namespace: capacity.BootImagesNamespace, Name: capacity.BootImagesConfigMap},
-		Data:       map[string]string{capacity.BootImagesKey: string(capReadFixture(t, "stream.json"))},
+		ObjectMeta: metav1.ObjectMeta{Namespace: plan.BootImagesNamespace, Name: plan.BootImagesConfigMap},
+		Data:       map[string]string{plan.BootImagesKey: string(capReadFixture(t, "stream.json"))},
 	}))
 	f.setInfrastructure(configv1.AWSPlatformType, "eu-west-3")
 	f.must(c.Create(f.ctx, capWorker(t)))
 	f.node("ip-10-0-0-10", "amd64", func(n *corev1.Node) {
-		n.Labels[capacity.LabelNodeRoleMaster] = ""
+		n.Labels[plan.LabelNodeRoleMaster] = ""
 		n.Spec.Taints = []corev1.Taint{{Key: "node-role.kubernetes.io/master", Effect: corev1.TaintEffectNoSchedule}}
 	})
 	f.node("ip-10-0-1-20", "amd64")
@@ -114,10 +114,10 @@ func newCapFixture(t *testing.T, env *testenv.Env) *capFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.r = &CapacityReconciler{
-		ClusterCapacity: &ClusterCapacity{
+	f.r = &Reconciler{
+		Cluster: &Cluster{
 			Reader: oc, Machines: oc, MachineAPI: true, Settings: s, Clock: f.clk,
-			Conflict: capacity.DefaultConflictPolicy, RunName: pipeline.RunName,
+			Conflict: plan.DefaultConflictPolicy, RunName: pipeline.RunName,
 		},
 		Client: oc, Recorder: f.rec,
 	}
@@ -163,7 +163,7 @@ func (f *capFixture) setInfrastructure(platform configv1.PlatformType, region st
 func (f *capFixture) node(name, arch string, mutate ...func(*corev1.Node)) {
 	f.t.Helper()
 	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
-		capacity.LabelArchNode: arch, "kubernetes.io/os": "linux", capacity.LabelNodeRoleWorker: ""}}}
+		plan.LabelArchNode: arch, "kubernetes.io/os": "linux", plan.LabelNodeRoleWorker: ""}}}
 	for _, m := range mutate {
 		m(n)
 	}
@@ -218,7 +218,7 @@ func (f *capFixture) reconcile(arch string) reconcile.Result {
 	return res
 }
 
-func (f *capFixture) check(b *v1alpha1.MultiArchBuild) CapacityResult {
+func (f *capFixture) check(b *v1alpha1.MultiArchBuild) Result {
 	f.t.Helper()
 	res, err := f.r.Check(f.ctx, b)
 	if err != nil {
@@ -233,10 +233,10 @@ func (f *capFixture) machineSets(arch string) (ours, foreign []machinev1beta1.Ma
 	var list machinev1beta1.MachineSetList
 	f.must(f.c.List(f.ctx, &list, client.InNamespace(capMachineNS)))
 	for _, ms := range list.Items {
-		if a, _ := capacity.MachineSetArch(&ms); a != arch {
+		if a, _ := plan.MachineSetArch(&ms); a != arch {
 			continue
 		}
-		if capacity.IsManaged(&ms) {
+		if plan.IsManaged(&ms) {
 			ours = append(ours, ms)
 		} else {
 			foreign = append(foreign, ms)
@@ -335,7 +335,7 @@ func TestCapacityOnOpenShiftAWS(t *testing.T) {
 		}
 		f.reconcile("arm64")
 		ms := f.onlyOurs("arm64")
-		cfg, err := capacity.AWSProviderConfig(&ms)
+		cfg, err := plan.AWSProviderConfig(&ms)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -344,21 +344,21 @@ func TestCapacityOnOpenShiftAWS(t *testing.T) {
 			cfg.Subnet.Filters[0].Values[0] != capInfraName+"-private-eu-west-3a" {
 			t.Errorf("MachineSet %s: ami %v type %s placement %+v subnet %+v", ms.Name, cfg.AMI, cfg.InstanceType, cfg.Placement, cfg.Subnet)
 		}
-		if ms.Labels[capacity.LabelManagedBy] != "true" || ms.Labels[capacity.LabelArch] != "arm64" || ms.Labels[capacity.LabelCluster] != capInfraName {
+		if ms.Labels[plan.LabelManagedBy] != "true" || ms.Labels[plan.LabelArch] != "arm64" || ms.Labels[plan.LabelCluster] != capInfraName {
 			t.Errorf("labels %v", ms.Labels)
 		}
-		if ms.Annotations[capacity.AnnotationAutoscalerLabels] != "kubernetes.io/arch=arm64" {
-			t.Errorf("autoscaler labels annotation %q", ms.Annotations[capacity.AnnotationAutoscalerLabels])
+		if ms.Annotations[plan.AnnotationAutoscalerLabels] != "kubernetes.io/arch=arm64" {
+			t.Errorf("autoscaler labels annotation %q", ms.Annotations[plan.AnnotationAutoscalerLabels])
 		}
-		for _, k := range []string{capacity.AnnotationVCPU, capacity.AnnotationMemoryMb, capacity.AnnotationGPU, capacity.AnnotationMaxPods} {
+		for _, k := range []string{plan.AnnotationVCPU, plan.AnnotationMemoryMb, plan.AnnotationGPU, plan.AnnotationMaxPods} {
 			if _, ok := ms.Annotations[k]; ok {
 				t.Errorf("stale annotation %s copied from the amd64 template", k)
 			}
 		}
-		if ms.Spec.Selector.MatchLabels[capacity.LabelMachineSet] != name || ms.Spec.Template.Labels[capacity.LabelMachineSet] != name {
+		if ms.Spec.Selector.MatchLabels[plan.LabelMachineSet] != name || ms.Spec.Template.Labels[plan.LabelMachineSet] != name {
 			t.Errorf("selector %v template labels %v", ms.Spec.Selector.MatchLabels, ms.Spec.Template.Labels)
 		}
-		if _, ok := ms.Spec.Template.Spec.Labels[capacity.LabelNodeRoleWorker]; !ok {
+		if _, ok := ms.Spec.Template.Spec.Labels[plan.LabelNodeRoleWorker]; !ok {
 			t.Errorf("node labels %v", ms.Spec.Template.Spec.Labels)
 		}
 		if len(ms.OwnerReferences) != 0 || ptr.Deref(ms.Spec.Replicas, -1) != 0 {
@@ -401,7 +401,7 @@ func TestCapacityOnOpenShiftAWS(t *testing.T) {
 		if ptr.Deref(ms.Spec.Replicas, -1) != 1 {
 			t.Errorf("replicas %v", ms.Spec.Replicas)
 		}
-		cfg, _ := capacity.AWSProviderConfig(&ms)
+		cfg, _ := plan.AWSProviderConfig(&ms)
 		if cfg.InstanceType != "m6g.2xlarge" {
 			t.Errorf("instance type %s, want the operator default", cfg.InstanceType)
 		}
@@ -433,7 +433,7 @@ func TestCapacityOnOpenShiftAWS(t *testing.T) {
 			t.Fatalf("idle replicas %v", ms.Spec.Replicas)
 		}
 		// A new operator process (fresh reconciler, same cluster) and a new build.
-		f.r = &CapacityReconciler{ClusterCapacity: f.r.ClusterCapacity, Client: f.c, Recorder: f.rec}
+		f.r = &Reconciler{Cluster: f.r.Cluster, Client: f.c, Recorder: f.rec}
 		f.build("second", capArm)
 		f.reconcile("arm64")
 		f.reconcile("arm64")
@@ -445,11 +445,11 @@ func TestCapacityOnOpenShiftAWS(t *testing.T) {
 	story("a hand-made arm64 MachineSet that is scaled up is reused, and not scaled by the operator", func(t *testing.T, f *capFixture) {
 		seed := capWorker(t)
 		seed.Name = capInfraName + "-aarch64-worker-eu-west-3b" // the seed's name
-		seed.Spec.Selector.MatchLabels[capacity.LabelMachineSet] = seed.Name
-		seed.Spec.Template.Labels[capacity.LabelMachineSet] = seed.Name
+		seed.Spec.Selector.MatchLabels[plan.LabelMachineSet] = seed.Name
+		seed.Spec.Template.Labels[plan.LabelMachineSet] = seed.Name
 		seed.Annotations = nil // not yet annotated by the machine controller: arch from m6g
 		seed.Spec.Replicas = ptr.To[int32](1)
-		cfg, _ := capacity.AWSProviderConfig(seed)
+		cfg, _ := plan.AWSProviderConfig(seed)
 		cfg.InstanceType, cfg.AMI.ID = "m6g.2xlarge", ptr.To(capArmAMI)
 		seed.Spec.Template.Spec.ProviderSpec.Value = capRaw(t, cfg)
 		f.must(f.c.Create(f.ctx, seed))
@@ -496,7 +496,7 @@ func TestCapacityOnOpenShiftAWS(t *testing.T) {
 		f.finish(b)
 		res := f.reconcile("arm64")
 		ms := f.onlyOurs("arm64")
-		if ptr.Deref(ms.Spec.Replicas, -1) != 1 || ms.Annotations[capacity.AnnotationLastNeeded] != f.clk.Now().Format(time.RFC3339) ||
+		if ptr.Deref(ms.Spec.Replicas, -1) != 1 || ms.Annotations[plan.AnnotationLastNeeded] != f.clk.Now().Format(time.RFC3339) ||
 			res.RequeueAfter != 30*time.Minute {
 			t.Fatalf("right after: replicas %v annotations %v requeue %s", ms.Spec.Replicas, ms.Annotations, res.RequeueAfter)
 		}
@@ -511,7 +511,7 @@ func TestCapacityOnOpenShiftAWS(t *testing.T) {
 		if ptr.Deref(ms.Spec.Replicas, -1) != 0 {
 			t.Fatalf("after 30m: replicas %v", ms.Spec.Replicas)
 		}
-		if _, ok := ms.Annotations[capacity.AnnotationLastNeeded]; ok {
+		if _, ok := ms.Annotations[plan.AnnotationLastNeeded]; ok {
 			t.Errorf("last-needed left behind")
 		}
 		worker := &machinev1beta1.MachineSet{}
@@ -535,7 +535,7 @@ func TestCapacityOnOpenShiftAWS(t *testing.T) {
 		f.clk.Step(20 * time.Minute)
 		f.reconcile("arm64")
 		ms := f.onlyOurs("arm64")
-		if ptr.Deref(ms.Spec.Replicas, -1) != 1 || ms.Annotations[capacity.AnnotationLastNeeded] != "" {
+		if ptr.Deref(ms.Spec.Replicas, -1) != 1 || ms.Annotations[plan.AnnotationLastNeeded] != "" {
 			t.Errorf("replicas %v annotations %v", ms.Spec.Replicas, ms.Annotations)
 		}
 	})
@@ -624,7 +624,7 @@ func TestCapacityOnOpenShiftAWS(t *testing.T) {
 			f.clk.Step(time.Minute)
 			f.setReplicas(name, 0) // the other writer
 			f.reconcile("arm64")
-			if ms := f.onlyOurs("arm64"); ptr.Deref(ms.Spec.Replicas, -1) != 1 || ms.Annotations[capacity.AnnotationCorrections] != fmt.Sprint(i) {
+			if ms := f.onlyOurs("arm64"); ptr.Deref(ms.Spec.Replicas, -1) != 1 || ms.Annotations[plan.AnnotationCorrections] != fmt.Sprint(i) {
 				t.Fatalf("correction %d: replicas %v annotations %v", i, ms.Spec.Replicas, ms.Annotations)
 			}
 		}
@@ -633,7 +633,7 @@ func TestCapacityOnOpenShiftAWS(t *testing.T) {
 		f.events()
 		res := f.reconcile("arm64")
 		ms := f.onlyOurs("arm64")
-		if ptr.Deref(ms.Spec.Replicas, -1) != 0 || ms.Annotations[capacity.AnnotationConflictSince] == "" || res.RequeueAfter != 15*time.Minute {
+		if ptr.Deref(ms.Spec.Replicas, -1) != 0 || ms.Annotations[plan.AnnotationConflictSince] == "" || res.RequeueAfter != 15*time.Minute {
 			t.Fatalf("third time: replicas %v annotations %v requeue %s", ms.Spec.Replicas, ms.Annotations, res.RequeueAfter)
 		}
 		if ev := f.events(); len(ev) != 1 || !strings.HasPrefix(ev[0], "Warning MachineSetConflict") {
@@ -653,7 +653,7 @@ func TestCapacityOnOpenShiftAWS(t *testing.T) {
 		// After it, one more try.
 		f.clk.Step(10 * time.Minute)
 		f.reconcile("arm64")
-		if ms := f.onlyOurs("arm64"); ptr.Deref(ms.Spec.Replicas, -1) != 1 || ms.Annotations[capacity.AnnotationConflictSince] != "" {
+		if ms := f.onlyOurs("arm64"); ptr.Deref(ms.Spec.Replicas, -1) != 1 || ms.Annotations[plan.AnnotationConflictSince] != "" {
 			t.Errorf("after backoff: replicas %v annotations %v", ms.Spec.Replicas, ms.Annotations)
 		}
 	})
@@ -666,7 +666,7 @@ func TestCapacityOnOpenShiftAWS(t *testing.T) {
 		ours, _ := f.machineSets("arm64")
 		var got []string
 		for _, ms := range ours {
-			cfg, _ := capacity.AWSProviderConfig(&ms)
+			cfg, _ := plan.AWSProviderConfig(&ms)
 			got = append(got, fmt.Sprintf("%s=%d", cfg.Placement.AvailabilityZone, ptr.Deref(ms.Spec.Replicas, -1)))
 		}
 		if strings.Join(got, ",") != "eu-west-3a=1,eu-west-3b=0,eu-west-3c=0" {
@@ -677,12 +677,12 @@ func TestCapacityOnOpenShiftAWS(t *testing.T) {
 	story("in a manager, watches create and scale the MachineSet, and recreate it when deleted", func(t *testing.T, f *capFixture) {
 		mgr, err := ctrl.NewManager(operatorConfig(t, env), capManagerOptions())
 		f.must(err)
-		cc, err := NewClusterCapacity(mgr, settings.Default())
+		cc, err := NewCluster(mgr, settings.Default())
 		f.must(err)
 		if !cc.MachineAPI || len(cc.BuildWatches()) != 4 {
 			t.Fatalf("MachineAPI %v, %d build watches", cc.MachineAPI, len(cc.BuildWatches()))
 		}
-		f.must(SetupCapacity(mgr, cc))
+		f.must(Setup(mgr, cc))
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- mgr.Start(ctx) }()
@@ -758,14 +758,14 @@ func TestCapacityOnVanillaKubernetesOnlyReports(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cc, err := NewClusterCapacity(mgr, settings.Default())
+	cc, err := NewCluster(mgr, settings.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cc.MachineAPI || len(cc.BuildWatches()) != 1 {
 		t.Fatalf("MachineAPI %v, %d build watches: no MachineSet watch on vanilla Kubernetes", cc.MachineAPI, len(cc.BuildWatches()))
 	}
-	if err := SetupCapacity(mgr, cc); err != nil {
+	if err := Setup(mgr, cc); err != nil {
 		t.Fatal(err)
 	}
 	// What the build reconciler does with BuildWatches, recorded.
@@ -794,9 +794,9 @@ func TestCapacityOnVanillaKubernetesOnlyReports(t *testing.T) {
 	f.must(c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: capBuildNS}}))
 	f.node("kind-worker", "amd64")
 	build := f.build("htop", capBoth)
-	check := func() CapacityResult {
+	check := func() Result {
 		t.Helper()
-		var res CapacityResult
+		var res Result
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			res, err = cc.Check(ctx, build)
@@ -836,7 +836,7 @@ func TestCapacityOnVanillaKubernetesOnlyReports(t *testing.T) {
 		t.Errorf("with an arm64 node: %+v", res)
 	}
 	// The capacity controller has nothing to write here.
-	if r, err := (&CapacityReconciler{ClusterCapacity: cc}).Reconcile(ctx, reconcile.Request{NamespacedName: types.NamespacedName{Name: "arm64"}}); err != nil || r.RequeueAfter != 0 {
+	if r, err := (&Reconciler{Cluster: cc}).Reconcile(ctx, reconcile.Request{NamespacedName: types.NamespacedName{Name: "arm64"}}); err != nil || r.RequeueAfter != 0 {
 		t.Errorf("reconcile: %v %v", r, err)
 	}
 }

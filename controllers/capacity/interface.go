@@ -1,4 +1,4 @@
-package controllers
+package capacity
 
 import (
 	"context"
@@ -8,25 +8,25 @@ import (
 	"github.com/multiarch-build/multiarch-build-operator/api/v1alpha1"
 )
 
-// CapacityChecker answers, for one MultiArchBuild, whether a node of every
+// Checker answers, for one MultiArchBuild, whether a node of every
 // requested architecture can take its build pods now. The build reconciler
 // asks before it starts a run; the capacity controller does the cluster-wide
 // work (MachineSets) and the checker only reads.
-type CapacityChecker interface {
-	Check(ctx context.Context, build *v1alpha1.MultiArchBuild) (CapacityResult, error)
+type Checker interface {
+	Check(ctx context.Context, build *v1alpha1.MultiArchBuild) (Result, error)
 }
 
-// CapacityWatcher is implemented by a CapacityChecker whose answer changes
+// Watcher is implemented by a Checker whose answer changes
 // with cluster objects (nodes, MachineSets). The build reconciler adds each
 // source to its controller (builder.WatchesRawSource); they enqueue the
 // builds that still need the architecture that changed, so a waiting build
 // (Terminal ones included) is re-checked when a node appears.
-type CapacityWatcher interface {
+type Watcher interface {
 	BuildWatches() []source.Source
 }
 
-// CapacityResult is the answer of a CapacityChecker.
-type CapacityResult struct {
+// Result is the answer of a Checker.
+type Result struct {
 	// Ready is true when every platform has a usable node.
 	Ready bool
 	// Reason and Message become the CapacityReady condition.

@@ -1,4 +1,4 @@
-package controllers
+package capacity
 
 import (
 	"context"
@@ -27,7 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/multiarch-build/multiarch-build-operator/api/v1alpha1"
-	"github.com/multiarch-build/multiarch-build-operator/internal/capacity"
+	plan "github.com/multiarch-build/multiarch-build-operator/internal/capacity"
 	"github.com/multiarch-build/multiarch-build-operator/internal/pipeline"
 	"github.com/multiarch-build/multiarch-build-operator/internal/settings"
 )
@@ -45,12 +45,12 @@ var (
 	infrastructureGK = schema.GroupKind{Group: configv1.GroupName, Kind: "Infrastructure"}
 )
 
-// ClusterCapacity is the CapacityChecker of an operator running in a
+// Cluster is the Checker of an operator running in a
 // cluster: it reads nodes (the manager's cache) and, where the OpenShift
 // Machine API is served, MachineSets, Infrastructure/cluster and the
 // coreos-bootimages ConfigMap (a cache of its own, narrowed to those
 // namespaces, that exists only when the Machine API does). It never writes.
-type ClusterCapacity struct {
+type Cluster struct {
 	// Reader reads Nodes and MultiArchBuilds.
 	Reader client.Reader
 	// Machines reads MachineSets, Infrastructure and the boot images
@@ -60,9 +60,9 @@ type ClusterCapacity struct {
 	MachineAPI bool
 	Settings   settings.Settings
 	Clock      clock.PassiveClock
-	Conflict   capacity.ConflictPolicy
+	Conflict   plan.ConflictPolicy
 	// RunName names a build's current run; finished runs need no capacity.
-	RunName capacity.RunNameFunc
+	RunName plan.RunNameFunc
 
 	// machineCache is Machines when it is a cache (nil in tests that read
 	// straight from the API server); watches come from it.
@@ -71,22 +71,22 @@ type ClusterCapacity struct {
 	infraServed  bool
 }
 
-var _ CapacityChecker = (*ClusterCapacity)(nil)
+var _ Checker = (*Cluster)(nil)
 
-// NewClusterCapacity detects the Machine API through the manager's REST
+// NewCluster detects the Machine API through the manager's REST
 // mapper and, when it is served, adds a cache for MachineSets (in
 // s.MachineAPINamespace), the coreos-bootimages ConfigMap and Infrastructure
 // to the manager. On a cluster without it (vanilla Kubernetes) no MachineSet
 // informer or watch is ever started: controller-runtime cannot start one on
 // a kind the API server does not serve. The Machine API is detected once:
 // installing it later needs an operator restart.
-func NewClusterCapacity(mgr manager.Manager, s settings.Settings) (*ClusterCapacity, error) {
-	c := &ClusterCapacity{
+func NewCluster(mgr manager.Manager, s settings.Settings) (*Cluster, error) {
+	c := &Cluster{
 		Reader:    mgr.GetCache(),
 		nodeCache: mgr.GetCache(),
 		Settings:  s,
 		Clock:     clock.RealClock{},
-		Conflict:  capacity.DefaultConflictPolicy,
+		Conflict:  plan.DefaultConflictPolicy,
 		RunName:   pipeline.RunName,
 	}
 	served, err := kindServed(mgr.GetRESTMapper(), machineSetGK, machinev1beta1.GroupVersion.Version)
@@ -105,8 +105,8 @@ func NewClusterCapacity(mgr manager.Manager, s settings.Settings) (*ClusterCapac
 	byObject := map[client.Object]cache.ByObject{
 		&machinev1beta1.MachineSet{}: {Namespaces: map[string]cache.Config{s.MachineAPINamespace: {}}},
 		&corev1.ConfigMap{}: {
-			Namespaces: map[string]cache.Config{capacity.BootImagesNamespace: {}},
-			Field:      fields.OneTermEqualSelector("metadata.name", capacity.BootImagesConfigMap),
+			Namespaces: map[string]cache.Config{plan.BootImagesNamespace: {}},
+			Field:      fields.OneTermEqualSelector("metadata.name", plan.BootImagesConfigMap),
 		},
 	}
 	if ok, err := kindServed(mgr.GetRESTMapper(), infrastructureGK, configv1.GroupVersion.Version); err != nil {
@@ -155,12 +155,12 @@ type snapshot struct {
 	usable      map[string][]string
 	hostArch    string
 	machineSets []machinev1beta1.MachineSet
-	infra       capacity.Infrastructure
+	infra       plan.Infrastructure
 }
 
 // snapshot reads the nodes and, where the Machine API is served, the
 // MachineSets and Infrastructure/cluster.
-func (c *ClusterCapacity) snapshot(ctx context.Context) (*snapshot, error) {
+func (c *Cluster) snapshot(ctx context.Context) (*snapshot, error) {
 	s, err := c.nodeSnapshot(ctx)
 	if err != nil {
 		return nil, err
@@ -168,7 +168,7 @@ func (c *ClusterCapacity) snapshot(ctx context.Context) (*snapshot, error) {
 	return s, c.readMachines(ctx, s)
 }
 
-func (c *ClusterCapacity) nodeSnapshot(ctx context.Context) (*snapshot, error) {
+func (c *Cluster) nodeSnapshot(ctx context.Context) (*snapshot, error) {
 	var nodes corev1.NodeList
 	// Read only: the cached objects are not copied.
 	if err := c.Reader.List(ctx, &nodes, client.UnsafeDisableDeepCopy); err != nil {
@@ -176,12 +176,12 @@ func (c *ClusterCapacity) nodeSnapshot(ctx context.Context) (*snapshot, error) {
 	}
 	return &snapshot{
 		nodes:    nodes.Items,
-		usable:   capacity.UsableNodes(nodes.Items, c.Settings.Tolerations),
-		hostArch: capacity.HostArch(nodes.Items),
+		usable:   plan.UsableNodes(nodes.Items, c.Settings.Tolerations),
+		hostArch: plan.HostArch(nodes.Items),
 	}, nil
 }
 
-func (c *ClusterCapacity) readMachines(ctx context.Context, s *snapshot) error {
+func (c *Cluster) readMachines(ctx context.Context, s *snapshot) error {
 	if !c.MachineAPI {
 		return nil
 	}
@@ -203,8 +203,8 @@ func (c *ClusterCapacity) readMachines(ctx context.Context, s *snapshot) error {
 	return nil
 }
 
-func infrastructureOf(infra *configv1.Infrastructure) capacity.Infrastructure {
-	out := capacity.Infrastructure{Found: true, Name: infra.Status.InfrastructureName}
+func infrastructureOf(infra *configv1.Infrastructure) plan.Infrastructure {
+	out := plan.Infrastructure{Found: true, Name: infra.Status.InfrastructureName}
 	if ps := infra.Status.PlatformStatus; ps != nil {
 		out.Platform = string(ps.Type)
 		if ps.AWS != nil {
@@ -217,14 +217,14 @@ func infrastructureOf(infra *configv1.Infrastructure) capacity.Infrastructure {
 	return out
 }
 
-func (c *ClusterCapacity) view(s *snapshot, arch string, policy v1alpha1.CapacityPolicy) capacity.View {
-	return capacity.View{
+func (c *Cluster) view(s *snapshot, arch string, policy v1alpha1.CapacityPolicy) plan.View {
+	return plan.View{
 		Arch:        arch,
 		Policy:      policy,
 		UsableNodes: s.usable[arch],
 		MachineAPI:  c.MachineAPI,
 		Infra:       s.infra,
-		Sets:        capacity.ServingArch(s.machineSets, arch),
+		Sets:        plan.ServingArch(s.machineSets, arch),
 		Now:         c.Clock.Now(),
 		Conflict:    c.Conflict,
 	}
@@ -232,31 +232,31 @@ func (c *ClusterCapacity) view(s *snapshot, arch string, policy v1alpha1.Capacit
 
 // planInput is what PlanMachineSets needs for arch; instanceType "" means
 // the operator default.
-func (c *ClusterCapacity) planInput(ctx context.Context, s *snapshot, arch, instanceType string) (capacity.PlanInput, error) {
+func (c *Cluster) planInput(ctx context.Context, s *snapshot, arch, instanceType string) (plan.PlanInput, error) {
 	if instanceType == "" {
 		instanceType = c.Settings.InstanceTypes[arch]
 	}
-	in := capacity.PlanInput{
+	in := plan.PlanInput{
 		Arch: arch, InfrastructureName: s.infra.Name, Region: s.infra.Region,
 		MachineSets: s.machineSets, HostArch: s.hostArch, Zones: c.Settings.MachineSetZones,
 		InstanceType: instanceType,
 	}
 	cm := &corev1.ConfigMap{}
-	err := c.Machines.Get(ctx, types.NamespacedName{Namespace: capacity.BootImagesNamespace, Name: capacity.BootImagesConfigMap}, cm)
+	err := c.Machines.Get(ctx, types.NamespacedName{Namespace: plan.BootImagesNamespace, Name: plan.BootImagesConfigMap}, cm)
 	switch {
 	case err == nil:
-		in.StreamJSON, in.StreamFound = cm.Data[capacity.BootImagesKey], true
+		in.StreamJSON, in.StreamFound = cm.Data[plan.BootImagesKey], true
 	case apierrors.IsNotFound(err):
 	default:
-		return in, fmt.Errorf("get ConfigMap %s/%s: %w", capacity.BootImagesNamespace, capacity.BootImagesConfigMap, err)
+		return in, fmt.Errorf("get ConfigMap %s/%s: %w", plan.BootImagesNamespace, plan.BootImagesConfigMap, err)
 	}
 	return in, nil
 }
 
 // assess is the capacity of one architecture for a build of the given
 // policy, including why a MachineSet could not be created.
-func (c *ClusterCapacity) assess(ctx context.Context, s *snapshot, arch string, policy v1alpha1.CapacityPolicy, instanceType string) (capacity.Status, error) {
-	st := capacity.Assess(c.view(s, arch, policy))
+func (c *Cluster) assess(ctx context.Context, s *snapshot, arch string, policy v1alpha1.CapacityPolicy, instanceType string) (plan.Status, error) {
+	st := plan.Assess(c.view(s, arch, policy))
 	if !st.Create {
 		return st, nil
 	}
@@ -264,10 +264,10 @@ func (c *ClusterCapacity) assess(ctx context.Context, s *snapshot, arch string, 
 	if err != nil {
 		return st, err
 	}
-	sets, err := capacity.PlanMachineSets(in)
-	var p *capacity.Problem
+	sets, err := plan.PlanMachineSets(in)
+	var p *plan.Problem
 	if errors.As(err, &p) {
-		return capacity.Status{Reason: p.Reason, Message: "no usable " + arch + " node and no MachineSet can be made: " + p.Message, Terminal: true}, nil
+		return plan.Status{Reason: p.Reason, Message: "no usable " + arch + " node and no MachineSet can be made: " + p.Message, Terminal: true}, nil
 	}
 	if err != nil {
 		return st, err
@@ -295,10 +295,10 @@ var reasonRank = map[string]int{
 
 // Check reports, per requested platform, whether a usable node exists, and
 // if not what happens about it. It only reads caches.
-func (c *ClusterCapacity) Check(ctx context.Context, build *v1alpha1.MultiArchBuild) (CapacityResult, error) {
+func (c *Cluster) Check(ctx context.Context, build *v1alpha1.MultiArchBuild) (Result, error) {
 	s, err := c.nodeSnapshot(ctx)
 	if err != nil {
-		return CapacityResult{}, err
+		return Result{}, err
 	}
 	platforms := build.Spec.Platforms
 	if len(platforms) == 0 {
@@ -308,20 +308,20 @@ func (c *ClusterCapacity) Check(ctx context.Context, build *v1alpha1.MultiArchBu
 	for _, p := range platforms {
 		if len(s.usable[p.Arch()]) == 0 {
 			if err := c.readMachines(ctx, s); err != nil {
-				return CapacityResult{}, err
+				return Result{}, err
 			}
 			break
 		}
 	}
-	policy := capacity.Policy(build)
-	res := CapacityResult{Ready: true, Reason: v1alpha1.ReasonNodesAvailable}
+	policy := plan.Policy(build)
+	res := Result{Ready: true, Reason: v1alpha1.ReasonNodesAvailable}
 	var ready, waiting []string
 	best := len(reasonRank)
 	for _, p := range platforms {
 		arch := p.Arch()
 		st, err := c.assess(ctx, s, arch, policy, build.Spec.Capacity.InstanceTypes[arch])
 		if err != nil {
-			return CapacityResult{}, err
+			return Result{}, err
 		}
 		if st.Ready {
 			ready = append(ready, fmt.Sprintf("%s (%s)", p, strings.Join(firstN(s.usable[arch], 2), ", ")))
@@ -358,7 +358,7 @@ func firstN(s []string, n int) []string {
 // BuildsWaitingFor returns a request for every build that still needs arch
 // (not finished, not blocked): the builds to re-queue when arch's capacity
 // changes.
-func (c *ClusterCapacity) BuildsWaitingFor(ctx context.Context, arch string) []reconcile.Request {
+func (c *Cluster) BuildsWaitingFor(ctx context.Context, arch string) []reconcile.Request {
 	var list v1alpha1.MultiArchBuildList
 	if err := c.Reader.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 		log.FromContext(ctx).Error(err, "listing builds waiting for capacity", "arch", arch)
@@ -367,7 +367,7 @@ func (c *ClusterCapacity) BuildsWaitingFor(ctx context.Context, arch string) []r
 	var out []reconcile.Request
 	for i := range list.Items {
 		b := &list.Items[i]
-		for _, a := range capacity.NeededArchs(b, c.RunName) {
+		for _, a := range plan.NeededArchs(b, c.RunName) {
 			if arch == "" || a == arch {
 				out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: b.Namespace, Name: b.Name}})
 				break
@@ -384,7 +384,7 @@ func (c *ClusterCapacity) BuildsWaitingFor(ctx context.Context, arch string) []r
 // usable or stops being usable, a MachineSet of it changes (created, scaled,
 // conflict), or the boot images or Infrastructure change. Each maps to the
 // builds that still need that architecture (BuildsWaitingFor).
-func (c *ClusterCapacity) BuildWatches() []source.Source {
+func (c *Cluster) BuildWatches() []source.Source {
 	toBuilds := func(archOf func(client.Object) string) handler.EventHandler {
 		return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, obj client.Object) []reconcile.Request {
 			return c.BuildsWaitingFor(ctx, archOf(obj))
@@ -405,7 +405,7 @@ func (c *ClusterCapacity) BuildWatches() []source.Source {
 	return out
 }
 
-func nodeArch(obj client.Object) string { return obj.GetLabels()[capacity.LabelArchNode] }
+func nodeArch(obj client.Object) string { return obj.GetLabels()[plan.LabelArchNode] }
 
 func anyArch(client.Object) string { return "" }
 
@@ -414,7 +414,7 @@ func machineSetArch(obj client.Object) string {
 	if !ok {
 		return ""
 	}
-	a, _ := capacity.MachineSetArch(ms)
+	a, _ := plan.MachineSetArch(ms)
 	return a
 }
 
@@ -426,7 +426,7 @@ func nodeUsabilityChanged(tolerations map[string][]corev1.Toleration) predicate.
 		if !ok {
 			return false
 		}
-		u, _ := capacity.NodeUsable(n, tolerations)
+		u, _ := plan.NodeUsable(n, tolerations)
 		return u
 	}
 	return predicate.Funcs{
@@ -440,4 +440,4 @@ func nodeUsabilityChanged(tolerations map[string][]corev1.Toleration) predicate.
 	}
 }
 
-var _ CapacityWatcher = (*ClusterCapacity)(nil)
+var _ Watcher = (*Cluster)(nil)

@@ -1,4 +1,4 @@
-package controllers
+package capacity
 
 import (
 	"context"
@@ -21,7 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/multiarch-build/multiarch-build-operator/api/v1alpha1"
-	"github.com/multiarch-build/multiarch-build-operator/internal/capacity"
+	plan "github.com/multiarch-build/multiarch-build-operator/internal/capacity"
 )
 
 // The capacity controller is the only writer of MachineSets. No delete: a
@@ -36,14 +36,14 @@ import (
 // allArchs are the architectures a MultiArchBuild can ask for.
 var allArchs = []string{"amd64", "arm64", "ppc64le", "s390x"}
 
-// CapacityReconciler makes sure nodes of every architecture that builds need
+// Reconciler makes sure nodes of every architecture that builds need
 // exist: it creates and scales the operator's MachineSets from the demand of
 // all MultiArchBuilds (see package internal/capacity for why the view is
 // cluster-wide). Its requests are keyed by architecture (Name "arm64", no
 // namespace), so a burst of builds is one reconcile per architecture. It
 // never writes a MultiArchBuild: builds learn their capacity from Check.
-type CapacityReconciler struct {
-	*ClusterCapacity
+type Reconciler struct {
+	*Cluster
 	// Client writes MachineSets.
 	Client   client.Client
 	Recorder events.EventRecorder
@@ -52,7 +52,7 @@ type CapacityReconciler struct {
 // SetupWithManager watches builds, nodes and, where the Machine API is
 // served, MachineSets, the boot images and Infrastructure, all mapped to the
 // architectures they concern.
-func (r *CapacityReconciler) SetupWithManager(mgr ctrl.Manager) error {
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("capacity").
 		WatchesRawSource(source.Kind[client.Object](mgr.GetCache(), &v1alpha1.MultiArchBuild{},
@@ -63,7 +63,7 @@ func (r *CapacityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.machineCache != nil {
 		b = b.WatchesRawSource(source.Kind[client.Object](r.machineCache, &machinev1beta1.MachineSet{},
 			handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
-				if ms, ok := o.(*machinev1beta1.MachineSet); ok && capacity.IsManaged(ms) {
+				if ms, ok := o.(*machinev1beta1.MachineSet); ok && plan.IsManaged(ms) {
 					return archRequests(machineSetArch(o))
 				}
 				// A foreign MachineSet may be a new template or the
@@ -113,7 +113,7 @@ func buildArchs(_ context.Context, o client.Object) []reconcile.Request {
 // Reconcile brings the MachineSets of one architecture in line with the
 // demand of every build: ensure they exist when a Managed build needs the
 // architecture and no node has it, then scale each.
-func (r *CapacityReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	arch := req.Name
 	logger := log.FromContext(ctx).WithValues("arch", arch)
 	ctx = log.IntoContext(ctx, logger)
@@ -136,26 +136,26 @@ func (r *CapacityReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	return r.scaleMachineSets(ctx, s, arch, demand)
 }
 
-func (r *CapacityReconciler) demand(ctx context.Context, arch string) (capacity.ArchDemand, error) {
+func (r *Reconciler) demand(ctx context.Context, arch string) (plan.ArchDemand, error) {
 	var list v1alpha1.MultiArchBuildList
 	// Read only: the cached objects are not copied.
 	if err := r.Reader.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
-		return capacity.ArchDemand{}, fmt.Errorf("list MultiArchBuilds: %w", err)
+		return plan.ArchDemand{}, fmt.Errorf("list MultiArchBuilds: %w", err)
 	}
-	if d := capacity.Demand(list.Items, r.RunName)[arch]; d != nil {
+	if d := plan.Demand(list.Items, r.RunName)[arch]; d != nil {
 		return *d, nil
 	}
-	return capacity.ArchDemand{}, nil
+	return plan.ArchDemand{}, nil
 }
 
 // scaleUp: a Managed build needs arch, no node of it is usable, and no
 // MachineSet of someone else already brings one.
-func scaleUp(s *snapshot, arch string, d capacity.ArchDemand, sets capacity.MachineSets) bool {
+func scaleUp(s *snapshot, arch string, d plan.ArchDemand, sets plan.MachineSets) bool {
 	if len(d.Managed) == 0 || len(s.usable[arch]) > 0 {
 		return false
 	}
 	for _, ms := range sets.Foreign {
-		if capacity.Replicas(ms) > 0 {
+		if plan.Replicas(ms) > 0 {
 			return false
 		}
 	}
@@ -167,12 +167,12 @@ func scaleUp(s *snapshot, arch string, d capacity.ArchDemand, sets capacity.Mach
 // template, no boot image, not AWS) is not an error of the controller: the
 // builds report it through Check, and a change of MachineSets, the boot
 // images or Infrastructure brings the architecture back.
-func (r *CapacityReconciler) ensureMachineSets(ctx context.Context, s *snapshot, arch string, d capacity.ArchDemand) (bool, error) {
-	sets := capacity.ServingArch(s.machineSets, arch)
+func (r *Reconciler) ensureMachineSets(ctx context.Context, s *snapshot, arch string, d plan.ArchDemand) (bool, error) {
+	sets := plan.ServingArch(s.machineSets, arch)
 	if !scaleUp(s, arch, d, sets) {
 		return false, nil
 	}
-	st := capacity.Assess(r.view(s, arch, v1alpha1.CapacityManaged))
+	st := plan.Assess(r.view(s, arch, v1alpha1.CapacityManaged))
 	if !st.Create {
 		return false, nil
 	}
@@ -180,8 +180,8 @@ func (r *CapacityReconciler) ensureMachineSets(ctx context.Context, s *snapshot,
 	if err != nil {
 		return false, err
 	}
-	planned, err := capacity.PlanMachineSets(in)
-	var p *capacity.Problem
+	planned, err := plan.PlanMachineSets(in)
+	var p *plan.Problem
 	if errors.As(err, &p) {
 		log.FromContext(ctx).Info("cannot create a MachineSet", "reason", p.Reason, "message", p.Message, "builds", len(d.Managed))
 		return false, nil
@@ -203,15 +203,15 @@ func (r *CapacityReconciler) ensureMachineSets(ctx context.Context, s *snapshot,
 
 // scaleMachineSets applies DecideScale to each of the operator's MachineSets
 // of arch, spreading Settings.MachineSetReplicas over them.
-func (r *CapacityReconciler) scaleMachineSets(ctx context.Context, s *snapshot, arch string, d capacity.ArchDemand) (reconcile.Result, error) {
-	sets := capacity.ServingArch(s.machineSets, arch)
+func (r *Reconciler) scaleMachineSets(ctx context.Context, s *snapshot, arch string, d plan.ArchDemand) (reconcile.Result, error) {
+	sets := plan.ServingArch(s.machineSets, arch)
 	up := scaleUp(s, arch, d, sets)
 	var requeue time.Duration
 	for i, ms := range sets.Ours {
-		dec := capacity.DecideScale(capacity.ScaleInput{
+		dec := plan.DecideScale(plan.ScaleInput{
 			Now:         r.Clock.Now(),
-			Replicas:    capacity.Replicas(ms),
-			Target:      capacity.Share(r.Settings.MachineSetReplicas, i, len(sets.Ours)),
+			Replicas:    plan.Replicas(ms),
+			Target:      plan.Share(r.Settings.MachineSetReplicas, i, len(sets.Ours)),
 			ScaleUp:     up,
 			Needed:      d.Builds > 0,
 			Annotations: ms.Annotations,
@@ -234,10 +234,10 @@ func (r *CapacityReconciler) scaleMachineSets(ctx context.Context, s *snapshot, 
 // apply writes a scale decision with a merge patch guarded by the
 // resourceVersion: a change made meanwhile by someone else is seen on the
 // retry, not overwritten.
-func (r *CapacityReconciler) apply(ctx context.Context, cached *machinev1beta1.MachineSet, dec capacity.ScaleDecision) error {
+func (r *Reconciler) apply(ctx context.Context, cached *machinev1beta1.MachineSet, dec plan.ScaleDecision) error {
 	logger := log.FromContext(ctx).WithValues("machineSet", klog.KObj(cached))
 	ms := cached.DeepCopy()
-	before := capacity.Replicas(ms)
+	before := plan.Replicas(ms)
 	if ms.Annotations == nil {
 		ms.Annotations = map[string]string{}
 	}
@@ -263,7 +263,7 @@ func (r *CapacityReconciler) apply(ctx context.Context, cached *machinev1beta1.M
 		logger.Info("another controller keeps changing the replicas; standing back", "replicas", before, "backoff", r.Conflict.Backoff)
 		r.Recorder.Eventf(ms, nil, corev1.EventTypeWarning, v1alpha1.ReasonMachineSetConflict, "Scale",
 			"replicas changed to %d by someone else %s times within %s; the operator stops scaling this MachineSet for %s",
-			before, ms.Annotations[capacity.AnnotationCorrections], r.Conflict.Window, r.Conflict.Backoff)
+			before, ms.Annotations[plan.AnnotationCorrections], r.Conflict.Window, r.Conflict.Backoff)
 	case dec.Replicas != nil:
 		reason := "ScaledUp"
 		if *dec.Replicas < before {
@@ -282,14 +282,14 @@ func (r *CapacityReconciler) apply(ctx context.Context, cached *machinev1beta1.M
 	return nil
 }
 
-// SetupCapacity builds the capacity checker and controller and registers the
+// Setup builds the capacity checker and controller and registers the
 // controller with the manager. The checker is what the build reconciler's
 // Capacity field takes, and its BuildWatches what it watches.
-func SetupCapacity(mgr ctrl.Manager, c *ClusterCapacity) error {
-	r := &CapacityReconciler{
-		ClusterCapacity: c,
-		Client:          mgr.GetClient(),
-		Recorder:        mgr.GetEventRecorder("multiarch-build-capacity"),
+func Setup(mgr ctrl.Manager, c *Cluster) error {
+	r := &Reconciler{
+		Cluster:  c,
+		Client:   mgr.GetClient(),
+		Recorder: mgr.GetEventRecorder("multiarch-build-capacity"),
 	}
 	return r.SetupWithManager(mgr)
 }
