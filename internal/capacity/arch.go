@@ -15,13 +15,28 @@ var AWSArchs = map[string]bool{"amd64": true, "arm64": true}
 // x86_64, aarch64, ppc64le, s390x.
 func StreamArch(goArch string) string { return arch.RpmArch(goArch) }
 
-// InstanceTypeArch guesses the architecture of an AWS instance type from its
-// family: AWS marks Graviton (arm64) families with a "g" among the letters
-// after the generation digit (m6g, c6gn, r7gd, t4g, x2gd, im4gn, is4gen,
-// hpc7g, g5g) and the first Graviton family is a1; every other family is
-// x86_64 (m5a, m6i, g4dn, p5, inf2, ...). Empty when it does not look like an
-// instance type.
+// InstanceTypeArch guesses the architecture of an instance type of AWS, an
+// Azure VM size or a GCP machine type, told apart by their syntax
+// (InstanceTypePlatform). Empty when it does not look like any of them.
+//
+// AWS marks Graviton (arm64) families with a "g" among the letters after the
+// generation digit (m6g, c6gn, r7gd, t4g, x2gd, im4gn, is4gen, hpc7g, g5g)
+// and the first Graviton family is a1; every other family is x86_64 (m5a,
+// m6i, g4dn, p5, inf2, ...). Azure marks Arm64 sizes with a "p" among the
+// additive features after the vCPU count (Standard_D4ps_v5,
+// Standard_E8pds_v5, Standard_B2pls_v2). GCP's Arm series are t2a, c4a, n4a
+// and a4x (t2a-standard-4, c4a-highmem-8).
 func InstanceTypeArch(instanceType string) string {
+	if a := awsInstanceTypeArch(instanceType); a != "" {
+		return a
+	}
+	if a := azureVMSizeArch(instanceType); a != "" {
+		return a
+	}
+	return gcpMachineTypeArch(instanceType)
+}
+
+func awsInstanceTypeArch(instanceType string) string {
 	family, _, ok := strings.Cut(strings.ToLower(instanceType), ".")
 	if !ok || family == "" {
 		return ""
@@ -82,7 +97,8 @@ func SetLabelInList(s, key, value string) string {
 }
 
 // MachineSetArch is the architecture the nodes of ms have, and where that was
-// read: "label", "autoscaler-annotation", "instance-type" or "" when unknown.
+// read: "label", "autoscaler-annotation", "instance-type" (AWS instance
+// type, Azure VM size or GCP machine type) or "" when unknown.
 func MachineSetArch(ms *machinev1beta1.MachineSet) (goArch, source string) {
 	if a := ms.Labels[LabelArch]; a != "" {
 		return a, "label"
@@ -90,10 +106,8 @@ func MachineSetArch(ms *machinev1beta1.MachineSet) (goArch, source string) {
 	if a := ParseLabelList(ms.Annotations[AnnotationAutoscalerLabels])[LabelArchNode]; a != "" {
 		return a, "autoscaler-annotation"
 	}
-	if cfg, err := AWSProviderConfig(ms); err == nil {
-		if a := InstanceTypeArch(cfg.InstanceType); a != "" {
-			return a, "instance-type"
-		}
+	if a := InstanceTypeArch(InstanceTypeOf(ms)); a != "" {
+		return a, "instance-type"
 	}
 	return "", ""
 }
