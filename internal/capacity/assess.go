@@ -18,7 +18,9 @@ type Infrastructure struct {
 	Found bool
 	// Platform is status.platformStatus.type (AWS, Azure, BareMetal, ...).
 	Platform string
-	// Region is status.platformStatus.aws.region.
+	// Region is status.platformStatus.aws.region on AWS and
+	// status.platformStatus.gcp.region on GCP; Azure's status has none (the
+	// template MachineSet's location is used).
 	Region string
 	// Name is status.infrastructureName, the prefix of MachineSet names.
 	Name string
@@ -124,13 +126,13 @@ func Assess(v View) Status {
 		return Status{Reason: v1alpha1.ReasonMachineAPIUnavailable, Terminal: true,
 			Message: noNode + "; Infrastructure/cluster has no status.infrastructureName or status.platformStatus, so no MachineSet can be made"}
 	}
-	if v.Infra.Platform != "AWS" {
+	if !SupportedPlatform(v.Infra.Platform) {
 		return Status{Reason: v1alpha1.ReasonUnsupportedPlatform, Terminal: true,
-			Message: fmt.Sprintf("%s; the operator creates MachineSets on AWS only, this cluster runs on %s: add a %s MachineSet yourself", noNode, v.Infra.Platform, v.Arch)}
+			Message: fmt.Sprintf("%s; the operator creates MachineSets on AWS, Azure and GCP only, this cluster runs on %s: add a %s MachineSet yourself", noNode, v.Infra.Platform, v.Arch)}
 	}
-	if !AWSArchs[v.Arch] {
+	if !PlatformArchs[v.Infra.Platform][v.Arch] {
 		return Status{Reason: v1alpha1.ReasonUnsupportedArch, Terminal: true,
-			Message: fmt.Sprintf("%s; AWS has no %s instance types: remove linux/%s from spec.platforms or add such a node", noNode, v.Arch, v.Arch)}
+			Message: fmt.Sprintf("%s; %s has no %s instance types: remove linux/%s from spec.platforms or add such a node", noNode, v.Infra.Platform, v.Arch, v.Arch)}
 	}
 	if len(v.Sets.Ours) > 0 {
 		names := make([]string, len(v.Sets.Ours))
