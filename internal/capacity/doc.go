@@ -31,32 +31,80 @@
 //
 // MachineSetArch looks, in order, at: our label build.multiarch.io/arch (set on
 // every MachineSet the operator creates); the annotation
-// capacity.cluster-autoscaler.kubernetes.io/labels, where OpenShift's AWS
-// machine controller records kubernetes.io/arch=<arch> for every MachineSet (and
-// which the machine-config operator's boot image controller reads too); and,
-// for MachineSets that have neither yet, the AWS instance type family: a "g"
-// after the generation digit (m6g, c7gn, r8gd, t4g, x2gd, is4gen) or the a1
-// family is AWS Graviton, i.e. arm64; anything else is amd64. The AMI is not
-// used: the same AMI id says nothing without the stream it came from.
+// capacity.cluster-autoscaler.kubernetes.io/labels, where OpenShift's AWS,
+// Azure and GCP machine controllers record kubernetes.io/arch=<arch> for every
+// MachineSet (and which the machine-config operator's boot image controller
+// reads too); and, for MachineSets that have neither yet, the instance type
+// (InstanceTypeArch). On AWS a "g" after the generation digit (m6g, c7gn,
+// r8gd, t4g, x2gd, is4gen) or the a1 family is Graviton, i.e. arm64; on Azure
+// a "p" among the additive features after the vCPU count (Standard_D4ps_v5,
+// Standard_E8pds_v5, Standard_B2pls_v2) is Arm64; on GCP the t2a, c4a, n4a and
+// a4x series are Arm; anything else is amd64. The boot image is not used: the
+// same AMI id or image name says nothing without the stream it came from.
 //
 // # Creating a MachineSet
 //
-// PlanMachineSets clones a worker MachineSet (template labels
+// The operator creates MachineSets on AWS, Azure and GCP (Infrastructure
+// status.platformStatus.type; PlanInput.Platform, or the template's
+// providerSpec kind when the caller does not say). Any other platform
+// (VSphere, BareMetal, None, ...) is UnsupportedPlatform: the admin adds a
+// MachineSet of the architecture, which the operator then reuses. All three
+// have amd64 and arm64 machines only (PlatformArchs).
+//
+// PlanMachineSets clones a worker MachineSet of the platform (template labels
 // machine.openshift.io/cluster-api-machine-role=worker, not one of ours,
 // preferring one that serves the control plane's architecture), once per
-// configured zone, named <infrastructureName>-<arch>-build-<zone>, with
-// replicas 0, the AMI of that architecture and region from the
-// coreos-bootimages stream, the instance type of the oldest Managed build that
-// overrides it (else the operator default), selector and template labels
-// rewritten, the node-role.kubernetes.io/worker node label, our labels, and no
-// owner references (a MachineSet outlives any one build). The autoscaler
-// annotation capacity.cluster-autoscaler.kubernetes.io/labels is rewritten to
-// the new kubernetes.io/arch, because the machine-config operator's boot image
-// controller picks the AMI it writes back from that annotation: a stale
-// amd64 there would put the x86_64 AMI back on an arm64 MachineSet. The
-// machine.openshift.io/vCPU, memoryMb, GPU and maxPods annotations are dropped:
-// they describe the template's instance type, and the machine controller fills
-// them in again for the new one.
+// configured zone (else the template's), with replicas 0, selector and
+// template labels rewritten, the node-role.kubernetes.io/worker node label,
+// our labels, and no owner references (a MachineSet outlives any one build).
+// Everything else of the template's providerSpec (network, subnet, security
+// groups, identity, disks, tags) is kept; what changes per platform:
+//
+//   - AWS (AWSMachineProviderConfig): named <infrastructureName>-<arch>-build-<zone>
+//     (eu-west-3b); the AMI of the architecture and region (platformStatus.aws.region,
+//     else the template's placement.region) from the coreos-bootimages stream
+//     (images.aws); instanceType; placement.availabilityZone, and the subnet
+//     filter that names the template's zone rewritten to the new one.
+//   - Azure (AzureMachineProviderSpec): named <infrastructureName>-<arch>-build-<location><zone>
+//     (eastus1), as the installer names its <infra>-worker-eastus1; zones are
+//     "1", "2", "3" ("" in a location without zones), the location stays the
+//     template's (Azure's platformStatus has no region). vmSize, and image: the
+//     unpaid RHCOS marketplace image of the architecture from the stream
+//     (rhel-coreos-extensions.marketplace.azure.no-purchase-plan, publisher
+//     azureopenshift, offer aro4, SKU 420-arm for aarch64), type
+//     MarketplaceNoPlan, as the installer and the machine-config operator
+//     write it; Hyper-V generation 2 for Arm64 (its only one), for amd64 the
+//     template's generation. Paid marketplace images have no Arm64 SKU. A
+//     stream that offers only the VHD (rhel-coreos-extensions.azure-disk) for
+//     the architecture is BootImageNotFound: the admin copies the VHD into a
+//     compute gallery image (architecture Arm64, generation V2) and gives its
+//     resourceID as the boot image (PlanInput.BootImage, image type ID). A
+//     template making confidential VMs cannot be copied to arm64.
+//   - GCP (GCPMachineProviderSpec): named <infrastructureName>-<arch>-build-<zone>
+//     (us-central1-a); the zone must be in the region (platformStatus.gcp.region,
+//     else the template's). machineType, and the image of the boot disk
+//     (disks[].boot): projects/<project>/global/images/<name> from the stream's
+//     images.gcp of the architecture, as the installer and the machine-config
+//     operator write it. The boot disk type follows the machine series: the
+//     installer's pd-ssd becomes hyperdisk-balanced on series that boot from
+//     Hyperdisk only (c4a, n4a, c4, n4, ...), hyperdisk back to pd-ssd on t2a.
+//
+// The instance type is the one of the oldest Managed build that overrides it,
+// else the operator default: on Azure and GCP the operator's setting when it
+// is a VM size or machine type of that platform, else DefaultInstanceTypes
+// (Standard_D4ps_v5 and t2a-standard-4 for arm64, Standard_D4s_v5 and
+// n2-standard-4 for amd64), since the operator's defaults are AWS instance
+// types (DefaultInstanceType). An instance type of another platform, or of
+// another architecture, is UnsupportedArchitecture.
+//
+// The autoscaler annotation capacity.cluster-autoscaler.kubernetes.io/labels
+// is rewritten to the new kubernetes.io/arch, because the machine-config
+// operator's boot image controller picks the image it writes back (AMI,
+// marketplace image, GCP image) from that annotation: a stale amd64 there
+// would put the x86_64 image back on an arm64 MachineSet. The
+// machine.openshift.io/vCPU, memoryMb, GPU and maxPods annotations are
+// dropped: they describe the template's instance type, and the machine
+// controller fills them in again for the new one.
 //
 // # Scaling, idling and conflicts
 //
