@@ -149,7 +149,35 @@ func listFiles(t *testing.T, dir string) []string {
 // descriptor, so the console form and details page follow the API.
 func TestDescriptorsDescribeEveryField(t *testing.T) {
 	csv := readObject(t, filepath.Join(bundleDir, "manifests", PackageName+".clusterserviceversion.yaml"))
-	crd := readObject(t, filepath.Join(bundleDir, "manifests", "build.multiarch.io_multiarchbuilds.yaml"))
+	owned := list(nested(csv, "spec", "customresourcedefinitions"), "owned")
+	// Every CRD of the bundle is owned, and described.
+	var crdFiles []string
+	for _, f := range listFiles(t, filepath.Join(bundleDir, "manifests")) {
+		if obj := readObject(t, filepath.Join(bundleDir, "manifests", f)); kindOf(obj) == "CustomResourceDefinition" {
+			crdFiles = append(crdFiles, f)
+		}
+	}
+	if len(owned) != len(crdFiles) || len(owned) < 2 {
+		t.Fatalf("the CSV owns %d CRDs, the bundle ships %v", len(owned), crdFiles)
+	}
+	for _, o := range owned {
+		o := o.(object)
+		name, _ := o["name"].(string)
+		t.Run(name, func(t *testing.T) {
+			plural, group, _ := strings.Cut(name, ".")
+			crd := readObject(t, filepath.Join(bundleDir, "manifests", group+"_"+plural+".yaml"))
+			if k := nested(crd, "spec", "names")["kind"]; k != o["kind"] {
+				t.Errorf("owned %s has kind %v, the CRD %v", name, o["kind"], k)
+			}
+			if o["displayName"] == nil || o["description"] == nil {
+				t.Errorf("owned %s needs a displayName and a description", name)
+			}
+			describesEveryField(t, crd, o)
+		})
+	}
+}
+
+func describesEveryField(t *testing.T, crd, owned object) {
 	var schema object
 	for _, v := range list(nested(crd, "spec"), "versions") {
 		v := v.(object)
@@ -160,14 +188,10 @@ func TestDescriptorsDescribeEveryField(t *testing.T) {
 	if schema == nil {
 		t.Fatal("no v1alpha1 schema in the CRD")
 	}
-	owned := list(nested(csv, "spec", "customresourcedefinitions"), "owned")
-	if len(owned) != 1 {
-		t.Fatalf("want 1 owned CRD, got %d", len(owned))
-	}
 	for _, part := range []string{"spec", "status"} {
 		t.Run(part, func(t *testing.T) {
 			described := map[string][]string{}
-			for _, d := range list(owned[0].(object), part+"Descriptors") {
+			for _, d := range list(owned, part+"Descriptors") {
 				d := d.(object)
 				var xs []string
 				for _, x := range list(d, "x-descriptors") {

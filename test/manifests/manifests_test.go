@@ -354,9 +354,24 @@ func TestSamplesRender(t *testing.T) {
 	if len(r.objs) == 0 {
 		t.Fatal("config/samples renders nothing")
 	}
+	policies := 0
 	for _, o := range r.objs {
-		if o["apiVersion"] != "build.multiarch.io/v1alpha1" || o["kind"] != "MultiArchBuild" {
-			t.Errorf("sample %v is not a MultiArchBuild", fmt.Sprint(o["apiVersion"], " ", o["kind"]))
+		if o["apiVersion"] != "build.multiarch.io/v1alpha1" {
+			t.Errorf("sample %v is not of build.multiarch.io/v1alpha1", fmt.Sprint(o["apiVersion"], " ", o["kind"]))
 		}
+		switch o["kind"] {
+		case "MultiArchBuild":
+		case "BuildCapacityPolicy":
+			// A singleton: the API server refuses any other name.
+			policies++
+			if meta, _ := o["metadata"].(map[string]interface{}); meta["name"] != "cluster" || meta["namespace"] != nil {
+				t.Errorf("the BuildCapacityPolicy sample is %v, want the cluster-scoped name cluster", meta)
+			}
+		default:
+			t.Errorf("sample %v is neither a MultiArchBuild nor a BuildCapacityPolicy", o["kind"])
+		}
+	}
+	if policies != 1 {
+		t.Errorf("%d BuildCapacityPolicy samples, want 1", policies)
 	}
 }

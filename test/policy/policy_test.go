@@ -42,6 +42,8 @@ const (
 	operatorNamespace = "multiarch-build-system"
 	// policyName names the policy, its binding and the allow-list ConfigMap.
 	policyName = "multiarch-build-image-policy"
+	// capacityPolicyName names the capacity policy and its binding.
+	capacityPolicyName = "multiarch-build-capacity-policy"
 	// componentLabel marks the guard-rail objects (hack/bundlegen leaves
 	// them out of the OLM bundle).
 	componentLabel = "app.kubernetes.io/component"
@@ -75,12 +77,17 @@ func render(t *testing.T, dir string) []*unstructured.Unstructured {
 	return out
 }
 
-// rendered is config/policy's objects, typed.
+// rendered is config/policy's objects, typed: the image allow-list policy
+// (policy, binding, params) and the capacity policy (capacityPolicy,
+// capacityBinding), whose parameters are the cluster admin's
+// BuildCapacityPolicy, not installed with it.
 type rendered struct {
-	policy  *admissionregistrationv1.ValidatingAdmissionPolicy
-	binding *admissionregistrationv1.ValidatingAdmissionPolicyBinding
-	params  *corev1.ConfigMap
-	objs    []*unstructured.Unstructured
+	policy          *admissionregistrationv1.ValidatingAdmissionPolicy
+	binding         *admissionregistrationv1.ValidatingAdmissionPolicyBinding
+	params          *corev1.ConfigMap
+	capacityPolicy  *admissionregistrationv1.ValidatingAdmissionPolicy
+	capacityBinding *admissionregistrationv1.ValidatingAdmissionPolicyBinding
+	objs            []*unstructured.Unstructured
 }
 
 func renderPolicy(t *testing.T) rendered {
@@ -88,25 +95,34 @@ func renderPolicy(t *testing.T) rendered {
 	r := rendered{objs: render(t, "config/policy")}
 	for _, u := range r.objs {
 		var into any
-		switch u.GetKind() {
-		case "ValidatingAdmissionPolicy":
+		switch key := u.GetKind() + "/" + u.GetName(); key {
+		case "ValidatingAdmissionPolicy/" + policyName:
 			r.policy = &admissionregistrationv1.ValidatingAdmissionPolicy{}
 			into = r.policy
-		case "ValidatingAdmissionPolicyBinding":
+		case "ValidatingAdmissionPolicyBinding/" + policyName:
 			r.binding = &admissionregistrationv1.ValidatingAdmissionPolicyBinding{}
 			into = r.binding
-		case "ConfigMap":
+		case "ConfigMap/" + policyName:
 			r.params = &corev1.ConfigMap{}
 			into = r.params
+		case "ValidatingAdmissionPolicy/" + capacityPolicyName:
+			r.capacityPolicy = &admissionregistrationv1.ValidatingAdmissionPolicy{}
+			into = r.capacityPolicy
+		case "ValidatingAdmissionPolicyBinding/" + capacityPolicyName:
+			r.capacityBinding = &admissionregistrationv1.ValidatingAdmissionPolicyBinding{}
+			into = r.capacityBinding
 		default:
-			t.Fatalf("config/policy renders an unexpected %s %s", u.GetKind(), u.GetName())
+			t.Fatalf("config/policy renders an unexpected %s", key)
 		}
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(u.Object, into, true); err != nil {
 			t.Fatalf("%s %s: %v", u.GetKind(), u.GetName(), err)
 		}
 	}
 	if r.policy == nil || r.binding == nil || r.params == nil {
-		t.Fatalf("config/policy must render a policy, a binding and a ConfigMap; got %d objects", len(r.objs))
+		t.Fatalf("config/policy must render the image policy, its binding and its ConfigMap; got %d objects", len(r.objs))
+	}
+	if r.capacityPolicy == nil || r.capacityBinding == nil {
+		t.Fatalf("config/policy must render the capacity policy and its binding; got %d objects", len(r.objs))
 	}
 	return r
 }
@@ -370,7 +386,7 @@ func TestGuardRailsOnTheAPIServer(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("the policy type-checks without warnings", func(t *testing.T) {
-		g.typeCheck(t)
+		g.typeCheck(t, policyName)
 	})
 
 	t.Run("defaults and empty fields are accepted", func(t *testing.T) {
@@ -588,7 +604,7 @@ func TestGuardRailsOnTheAPIServer(t *testing.T) {
 // schemas the API server publishes (the CRD's and the ConfigMap's), and
 // requires no warning. The installed policy's status is checked too, in case
 // a controller manager filled it.
-func (g *guardRails) typeCheck(t *testing.T) {
+func (g *guardRails) typeCheck(t *testing.T, name string) {
 	t.Helper()
 	dc, err := discovery.NewDiscoveryClientForConfig(g.cfg)
 	if err != nil {
@@ -607,7 +623,7 @@ func (g *guardRails) typeCheck(t *testing.T) {
 		RestMapper:     mapper,
 	}
 	installed := &admissionregistrationv1.ValidatingAdmissionPolicy{}
-	if err := g.c.Get(context.Background(), client.ObjectKey{Name: policyName}, installed); err != nil {
+	if err := g.c.Get(context.Background(), client.ObjectKey{Name: name}, installed); err != nil {
 		t.Fatal(err)
 	}
 	warnings := check(checker, installed)
@@ -693,8 +709,15 @@ func TestAnOverlayMovesTheAllowListAndTheBindingFollows(t *testing.T) {
 		case "ConfigMap":
 			cmNamespace = u.GetNamespace()
 		case "ValidatingAdmissionPolicyBinding":
-			refNamespace, _, _ = unstructured.NestedString(m, "spec", "paramRef", "namespace")
-			refName, _, _ = unstructured.NestedString(m, "spec", "paramRef", "name")
+			ns, _, _ := unstructured.NestedString(m, "spec", "paramRef", "namespace")
+			name, _, _ := unstructured.NestedString(m, "spec", "paramRef", "name")
+			if u.GetName() == policyName {
+				refNamespace, refName = ns, name
+			} else if ns != "" {
+				// A cluster-scoped paramKind: the API server refuses to
+				// evaluate a binding whose paramRef names a namespace.
+				t.Errorf("the overlay gives binding %s (paramRef %s) the paramRef namespace %q", u.GetName(), name, ns)
+			}
 		}
 	}
 	if cmNamespace != "openshift-operators" || refNamespace != cmNamespace || refName != policyName {
