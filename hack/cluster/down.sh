@@ -5,21 +5,10 @@
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-stop() { # NAME [SECONDS]
-  local f="${PIDS}/$1.pid" pid i
-  [ -f "$f" ] || return 0
-  pid=$(cat "$f")
-  if alive "$pid"; then
-    kill -TERM "$pid" 2>/dev/null
-    for ((i = 0; i < ${2:-10} * 10; i++)); do alive "$pid" || break; sleep 0.1; done
-    alive "$pid" && { kill -KILL "$pid" 2>/dev/null; sleep 0.2; }
-    log "stopped $1 (pid $pid)"
-  fi
-  rm -f "$f"
-}
 
 # the operator and demo helpers started by make demo / the e2e test, if any
 for p in "${PIDS}"/operator*.pid; do [ -f "$p" ] && stop "$(basename "$p" .pid)"; done
+stop machinesim
 stop tekton-controller
 stop pv-recycler 2
 for n in "${NODES[@]}"; do stop "kubelet-${n}"; done

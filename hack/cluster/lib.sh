@@ -76,6 +76,20 @@ start() {
   log "started ${name} (pid $!), log ${LOGS}/${name}.log"
 }
 
+# stop NAME [SECONDS]: TERM, then KILL after SECONDS (10), the process in $PIDS/NAME.pid.
+stop() { # NAME [SECONDS]
+  local f="${PIDS}/$1.pid" pid i
+  [ -f "$f" ] || return 0
+  pid=$(cat "$f")
+  if alive "$pid"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < ${2:-10} * 10; i++)); do alive "$pid" || break; sleep 0.1; done
+    alive "$pid" && { kill -KILL "$pid" 2>/dev/null; sleep 0.2; }
+    log "stopped $1 (pid $pid)"
+  fi
+  rm -f "$f"
+}
+
 # wait_for DESCRIPTION SECONDS CMD...: polls CMD until it succeeds.
 wait_for() {
   local what=$1 secs=$2; shift 2

@@ -9,7 +9,9 @@
 # kube-scheduler, Tekton's controller (out of cluster), a docker-registry and a
 # git daemon (reached by pods at SERVICE_IP, see lib.sh), and two real nodes:
 # containerd + kubelet "mab-amd64" and "mab-arm64" (arm64 binaries run through
-# qemu-user binfmt). State: ${STATE} (/var/tmp/mab-cluster); logs: ${STATE}/logs.
+# qemu-user binfmt), and OpenShift's Machine API on AWS (cloud.sh,
+# hack/machinesim). MAB_ARM64_NODE=machine: no static arm64 node; one appears
+# when a Machine of an arm64 MachineSet runs (see README.md, "Machine API"). State: ${STATE} (/var/tmp/mab-cluster); logs: ${STATE}/logs.
 # Writes ${STATE}/env (KUBECONFIG, REGISTRY, GIT_BASE, images) for tests and demo.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -17,6 +19,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 [ "$(id -u)" = 0 ] || die "run as root (containerd and kubelet need it)"
 [ -n "$HOST_IP" ] || die "cannot find the eth0 IPv4 address; set MAB_HOST_IP"
 T0=$(date +%s)
+ARM64_MODE="${MAB_ARM64_NODE:-static}"
+case "$ARM64_MODE" in static|machine) ;; *) die "MAB_ARM64_NODE=${ARM64_MODE}: want static or machine" ;; esac
 
 # ---------------------------------------------------------------- builds
 "${ROOT}/hack/cluster/build.sh"
@@ -105,6 +109,12 @@ start git-daemon git daemon --reuseaddr --base-path="${STATE}/git" --export-all 
 wait_for registry 30 curl -fsS "http://127.0.0.1:${REGISTRY_PORT}/v2/"
 
 # ---------------------------------------------------------------- nodes
+# A mode switch: the machine controller of the other mode must not restart
+# a kubelet while the slots change hands (cloud.sh starts it again).
+if [ "$(cat "${STATE}/arm64-node-mode" 2>/dev/null || echo static)" != "$ARM64_MODE" ]; then
+  stop machinesim
+fi
+echo "$ARM64_MODE" > "${STATE}/arm64-node-mode"
 ip -4 addr show dev lo | grep -q " ${SERVICE_IP}/32 " || ip addr add "${SERVICE_IP}/32" dev lo
 # The "kubernetes" Service for pods (the in-cluster operator's rest.InClusterConfig):
 # what kube-proxy would do for this one ClusterIP, a DNAT to the API server.
@@ -223,45 +233,37 @@ metadata: {name: mab-node-arch}
 spec:
   policyName: mab-node-arch
 YAML
+# Kubelets (hack/cluster/node.sh). MAB_ARM64_NODE=static (default): both slots
+# run static nodes mab-amd64 and mab-arm64. MAB_ARM64_NODE=machine: only
+# mab-amd64; the arm64 slot (containerd up, images loaded) gets a kubelet
+# when a Machine of an arm64 MachineSet runs (hack/machinesim, cloud.sh).
+# Switching on a running cluster drains and stops the node that must go.
+STATIC=(amd64); [ "$ARM64_MODE" = static ] && STATIC+=(arm64)
 for n in "${NODES[@]}"; do
-  name=$(node_name "$n"); nd="${STATE}/nodes/${n}"
-  cat > "${nd}/kubelet.yaml" <<YAML
-apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-address: 0.0.0.0
-port: ${NODE_PORT[$n]}
-healthzPort: ${NODE_HEALTHZ[$n]}
-healthzBindAddress: 127.0.0.1
-readOnlyPort: 0
-authentication: {anonymous: {enabled: true}, webhook: {enabled: false}}
-authorization: {mode: AlwaysAllow}
-cgroupDriver: cgroupfs
-cgroupRoot: /mab-${n}
-failCgroupV1: false
-failSwapOn: false
-containerRuntimeEndpoint: unix://${RUN}/${n}/containerd.sock
-podLogsDir: ${nd}/pod-logs
-resolvConf: /etc/resolv.conf
-serializeImagePulls: false
-imageGCHighThresholdPercent: 100
-imageGCLowThresholdPercent: 99
-evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
-maxPods: 60
-nodeStatusUpdateFrequency: 5s
-YAML
-  start "kubelet-${n}" "${KUBE_BIN}/kubelet" --config "${nd}/kubelet.yaml" --kubeconfig "${KUBECONFIG_FILE}" \
-    --root-dir "${nd}/kubelet" --cert-dir "${nd}/kubelet/pki" --hostname-override "$name" --node-ip "${HOST_IP}" \
-    --node-labels "mab.local/arch=${n}"
+  want=""; [[ " ${STATIC[*]} " == *" $n "* ]] && want=$(node_name "$n")
+  cur=$("${ROOT}/hack/cluster/node.sh" name "$n")
+  if [ -n "$cur" ] && [ "$cur" != "$want" ] && { [ -n "$want" ] || [ "$cur" = "$(node_name "$n")" ]; }; then
+    log "slot ${n}: stopping node ${cur} (MAB_ARM64_NODE=${ARM64_MODE})"
+    "${ROOT}/hack/cluster/node.sh" stop "$n" --drain --delete
+  fi
+  if [ -n "$want" ]; then
+    "${ROOT}/hack/cluster/node.sh" start "$n" --name "$want"
+  elif [ "$ARM64_MODE" = machine ]; then
+    kc delete node "$(node_name "$n")" --ignore-not-found --wait=false >/dev/null
+  fi
 done
 
-for n in "${NODES[@]}"; do
+for n in "${STATIC[@]}"; do
   wait_for "node $(node_name "$n") registered" 60 kc get node "$(node_name "$n")"
   # (a Node registered by an older kubelet lacks the label; the kubelet never adds it)
   kc label node "$(node_name "$n")" "mab.local/arch=${n}" --overwrite >/dev/null
 done
-for n in "${NODES[@]}"; do
+for n in "${STATIC[@]}"; do
   kc wait --for=condition=Ready "node/$(node_name "$n")" --timeout=90s >/dev/null
 done
+
+# ---------------------------------------------------------------- OpenShift Machine API
+MAB_ARM64_NODE="$ARM64_MODE" "${ROOT}/hack/cluster/cloud.sh"
 
 # ---------------------------------------------------------------- storage
 kc apply -f - >/dev/null <<YAML
@@ -302,5 +304,6 @@ export MAB_BASE_IMAGE=$(img base)
 export MAB_BUILDER_IMAGE=$(img buildah)
 export MAB_GIT_IMAGE=$(img git)
 export MAB_NODEJS_IMAGE=$(img nodejs)
+export MAB_ARM64_NODE=${ARM64_MODE}
 ENV
 log "cluster up in $(( $(date +%s) - T0 ))s (builds $(( T_BUILD - T0 ))s): KUBECONFIG=${KUBECONFIG_FILE}; source ${STATE}/env"
