@@ -28,13 +28,29 @@ const (
 //   - IMAGE_URL: the pushed manifest list by digest, repository@sha256:... (the
 //     tag is dropped: the digest names exactly what was built, the tag may move)
 //   - COMMIT: the full Git commit SHA that was built
-//   - ArchDigestResult(arch): digest of each platform's image manifest, as listed
-//     in the pushed index
+//   - ArchDigestResult(arch): digest of each platform's image manifest, as
+//     pushed by its build task and listed in the pushed index
+//
+// TaskRun results:
+//   - build-<arch>: IMAGE_DIGEST (the platform's image, pushed by digest) and
+//     IMAGE_URL (the repository, no tag: it was pushed untagged), the pair
+//     Tekton Chains reads as the image IMAGE_URL@IMAGE_DIGEST
+//   - clone: COMMIT and SOURCE_DATE_EPOCH (the commit's time, the builds'
+//     --timestamp)
+//   - every task: ERROR, written only when the task fails: one line (at most
+//     300 bytes) saying why, the failing tool's own error first (buildah's
+//     "Error: ...", git's "fatal: ...", npm's first "npm error"). The
+//     controller shows it instead of Tekton's "step exited with code N".
 const (
-	ResultImageDigest = "IMAGE_DIGEST"
-	ResultImageURL    = "IMAGE_URL"
-	ResultCommit      = "COMMIT"
+	ResultImageDigest     = "IMAGE_DIGEST"
+	ResultImageURL        = "IMAGE_URL"
+	ResultCommit          = "COMMIT"
+	ResultSourceDateEpoch = "SOURCE_DATE_EPOCH"
+	ResultError           = "ERROR"
 )
+
+// MaxErrorLen bounds the ERROR result, in bytes.
+const MaxErrorLen = 300
 
 // ArchDigestResult is the PipelineRun result holding the digest of one
 // architecture's image manifest, e.g. IMAGE_DIGEST_ARM64.

@@ -20,7 +20,6 @@ import (
 //
 //	runs/<run>/source               the clone (Maven writes target/ into it)
 //	runs/<run>/arch/<arch>/source   NodeJS: the platform's private copy
-//	runs/<run>/arch/<arch>/image.tar the platform's OCI archive
 //	cache/npm                       npm cache, kept across runs
 //	cache/m2                        Maven local repository, kept across runs
 //
@@ -37,7 +36,6 @@ const (
 
 	mountSource     = "/workspace/source"
 	mountArch       = "/workspace/arch"
-	mountArchives   = "/workspace/archives"
 	mountRuns       = "/workspace/runs"
 	mountCache      = "/workspace/cache"
 	mountHome       = "/workspace/home"
@@ -47,8 +45,9 @@ const (
 	mountPushSecret = "/workspace/secrets/registry"
 	mountMvnSecret  = "/workspace/secrets/maven"
 	mountStorage    = "/var/lib/containers"
-
-	archiveName = "image.tar"
+	// ociDir is the build step's scratch directory for the compressed image
+	// on its way to the registry, on buildah's node-local volume.
+	ociDir = mountStorage + "/multiarch-build"
 )
 
 // Pipeline parameters: every value taken from the spec travels as a
@@ -65,6 +64,8 @@ const (
 	paramRepository    = "REPOSITORY"
 	paramInstall       = "INSTALL_COMMAND"
 	paramGoals         = "MAVEN_GOALS"
+	// Task parameters only, from other tasks' results.
+	paramSourceDateEpoch = "SOURCE_DATE_EPOCH"
 )
 
 // generator builds the PipelineRun of one plan.
@@ -216,6 +217,12 @@ func (g *generator) pipelineSpec() *tektonv1.PipelineSpec {
 	}
 	spec.Tasks = append(spec.Tasks, g.pushTask(builds))
 	spec.Finally = []tektonv1.PipelineTask{g.cleanupTask()}
+	for i := range spec.Tasks {
+		withErrorResult(&spec.Tasks[i])
+	}
+	for i := range spec.Finally {
+		withErrorResult(&spec.Finally[i])
+	}
 
 	spec.Results = []tektonv1.PipelineResult{
 		pipelineResult(ResultImageDigest, "Digest of the pushed manifest list.", TaskPush, ResultImageDigest),
@@ -224,7 +231,7 @@ func (g *generator) pipelineSpec() *tektonv1.PipelineSpec {
 	}
 	for _, pl := range p.platforms {
 		name := ArchDigestResult(pl.Arch())
-		spec.Results = append(spec.Results, pipelineResult(name, fmt.Sprintf("Digest of the %s image manifest.", pl), TaskPush, name))
+		spec.Results = append(spec.Results, pipelineResult(name, fmt.Sprintf("Digest of the %s image manifest.", pl), BuildTaskName(pl.Arch()), ResultImageDigest))
 	}
 	return spec
 }
@@ -267,6 +274,7 @@ func (g *generator) cloneTask() tektonv1.PipelineTask {
 			env("GIT_REVISION", "$(params."+paramGitRevision+")"),
 			env("SOURCE_DIR", mountSource),
 			env("RESULT_COMMIT", "$(results."+ResultCommit+".path)"),
+			env("RESULT_SOURCE_DATE_EPOCH", "$(results."+ResultSourceDateEpoch+".path)"),
 			env("GIT_SECRET_DIR", ""),
 		},
 		VolumeMounts:     []corev1.VolumeMount{g.runMount(mountSource, "source", false)},
@@ -288,9 +296,12 @@ func (g *generator) cloneTask() tektonv1.PipelineTask {
 			TaskSpec: tektonv1.TaskSpec{
 				Description: "Fetch the sources once into the run's directory on the shared volume.",
 				Params:      tektonv1.ParamSpecs{stringParamSpec(paramGitURL, ""), stringParamSpec(paramGitRevision, "")},
-				Results:     []tektonv1.TaskResult{{Name: ResultCommit, Type: tektonv1.ResultsTypeString, Description: "The commit checked out."}},
-				Volumes:     volumes,
-				Steps:       []tektonv1.Step{g.prepareStep(), step},
+				Results: []tektonv1.TaskResult{
+					{Name: ResultCommit, Type: tektonv1.ResultsTypeString, Description: "The commit checked out."},
+					{Name: ResultSourceDateEpoch, Type: tektonv1.ResultsTypeString, Description: "The commit's committer time, seconds since the epoch."},
+				},
+				Volumes: volumes,
+				Steps:   []tektonv1.Step{g.prepareStep(), step},
 			},
 		},
 	}
@@ -301,9 +312,12 @@ func (g *generator) cloneTask() tektonv1.PipelineTask {
 // them to the tool steps' user (--tool-steps-user), and marks the run's start
 // (cleanup's sweep of older runs' directories compares with it).
 func (g *generator) prepareStep() tektonv1.Step {
-	arches := make([]string, 0, len(g.p.platforms))
-	for _, pl := range g.p.platforms {
-		arches = append(arches, pl.Arch())
+	// Only NodeJS builds use per-architecture directories (their copies).
+	var arches []string
+	if g.p.strategy == v1alpha1.StrategyNodeJS {
+		for _, pl := range g.p.platforms {
+			arches = append(arches, pl.Arch())
+		}
 	}
 	return tektonv1.Step{
 		Name:   "prepare",
@@ -432,14 +446,14 @@ func (g *generator) mavenTask() tektonv1.PipelineTask {
 func (g *generator) buildTask(pl v1alpha1.Platform, after string) tektonv1.PipelineTask {
 	p := g.p
 	arch := pl.Arch()
-	archMount := g.runMount(mountArch, "arch/"+arch, false)
+	var mounts []corev1.VolumeMount
 	sourceDir := mountSource
-	mounts := []corev1.VolumeMount{archMount}
 	if p.strategy == v1alpha1.StrategyNodeJS {
 		// Only the platform's own copy, with its own node_modules, is visible.
 		sourceDir = mountArch + "/source"
+		mounts = append(mounts, g.runMount(mountArch, "arch/"+arch, false))
 	} else {
-		mounts = append([]corev1.VolumeMount{g.runMount(mountSource, "source", true)}, mounts...)
+		mounts = append(mounts, g.runMount(mountSource, "source", true))
 	}
 	mounts = append(mounts, corev1.VolumeMount{Name: volStorage, MountPath: mountStorage})
 	step := tektonv1.Step{
@@ -452,11 +466,20 @@ func (g *generator) buildTask(pl v1alpha1.Platform, after string) tektonv1.Pipel
 			env("SOURCE_DIR", sourceDir),
 			env("CONTEXT_DIR", "$(params."+paramContextDir+")"),
 			env("CONTAINERFILE", "$(params."+paramContainerfile+")"),
-			env("ARCHIVE", mountArch+"/"+archiveName),
+			env("REPOSITORY", "$(params."+paramRepository+")"),
+			env("SOURCE_DATE_EPOCH", "$(params."+paramSourceDateEpoch+")"),
+			env("OCI_DIR", ociDir),
+			env("REGISTRY_AUTH_DIR", ""),
+			env("RESULT_IMAGE_DIGEST", "$(results."+ResultImageDigest+".path)"),
+			env("RESULT_IMAGE_URL", "$(results."+ResultImageURL+".path)"),
 		}, buildahEnv()...),
 		VolumeMounts:     mounts,
 		SecurityContext:  buildahContext(),
 		ComputeResources: g.resources("build"),
+	}
+	volumes := []corev1.Volume{g.sharedVolume(), g.storageVolume()}
+	if p.pushSecret != "" {
+		volumes = append(volumes, mountSecret(&step, "REGISTRY_AUTH_DIR", volPushSecret, mountPushSecret, p.pushSecret))
 	}
 	return tektonv1.PipelineTask{
 		Name:     BuildTaskName(arch),
@@ -465,17 +488,25 @@ func (g *generator) buildTask(pl v1alpha1.Platform, after string) tektonv1.Pipel
 			passString(paramContextDir),
 			passString(paramContainerfile),
 			passArray(paramBuildArgs),
+			passString(paramRepository),
+			stringParam(paramSourceDateEpoch, "$(tasks."+TaskClone+".results."+ResultSourceDateEpoch+")"),
 		},
 		TaskSpec: &tektonv1.EmbeddedTask{
 			Metadata: archMetadata(arch),
 			TaskSpec: tektonv1.TaskSpec{
-				Description: fmt.Sprintf("Build the %s image natively on a node of that architecture and save it as an OCI archive.", pl),
+				Description: fmt.Sprintf("Build the %s image natively on a node of that architecture and push it to the repository by digest.", pl),
 				Params: tektonv1.ParamSpecs{
 					stringParamSpec(paramContextDir, ""),
 					stringParamSpec(paramContainerfile, ""),
 					arrayParamSpec(paramBuildArgs, ""),
+					stringParamSpec(paramRepository, ""),
+					stringParamSpec(paramSourceDateEpoch, "Commit time of the sources, the image's timestamp."),
 				},
-				Volumes: []corev1.Volume{g.sharedVolume(), g.storageVolume()},
+				Results: []tektonv1.TaskResult{
+					{Name: ResultImageDigest, Type: tektonv1.ResultsTypeString, Description: fmt.Sprintf("Digest of the pushed %s image manifest.", pl)},
+					{Name: ResultImageURL, Type: tektonv1.ResultsTypeString, Description: "Repository the image was pushed to by digest (untagged)."},
+				},
+				Volumes: volumes,
 				Steps:   []tektonv1.Step{step},
 			},
 		},
@@ -484,67 +515,75 @@ func (g *generator) buildTask(pl v1alpha1.Platform, after string) tektonv1.Pipel
 
 func (g *generator) pushTask(builds []string) tektonv1.PipelineTask {
 	p := g.p
-	env := []corev1.EnvVar{
+	vars := []corev1.EnvVar{
 		env("IMAGE", "$(params."+paramImage+")"),
 		env("REPOSITORY", "$(params."+paramRepository+")"),
 		env("REGISTRY_AUTH_DIR", ""),
 		env("RESULT_IMAGE_DIGEST", "$(results."+ResultImageDigest+".path)"),
 		env("RESULT_IMAGE_URL", "$(results."+ResultImageURL+".path)"),
 	}
-	results := []tektonv1.TaskResult{
-		{Name: ResultImageDigest, Type: tektonv1.ResultsTypeString, Description: "Digest of the pushed manifest list."},
-		{Name: ResultImageURL, Type: tektonv1.ResultsTypeString, Description: "The pushed manifest list, repository@digest."},
+	params := tektonv1.Params{
+		passString(paramImage),
+		passString(paramRepository),
+	}
+	paramSpecs := tektonv1.ParamSpecs{
+		stringParamSpec(paramImage, ""),
+		stringParamSpec(paramRepository, ""),
 	}
 	var args []string
 	for _, pl := range p.platforms {
 		arch := pl.Arch()
 		name := ArchDigestResult(arch)
-		env = append(env,
-			corev1.EnvVar{Name: "ARCHIVE_" + strings.ToUpper(arch), Value: mountArchives + "/" + arch + "/" + archiveName},
-			corev1.EnvVar{Name: "RESULT_" + name, Value: "$(results." + name + ".path)"})
-		results = append(results, tektonv1.TaskResult{Name: name, Type: tektonv1.ResultsTypeString, Description: fmt.Sprintf("Digest of the %s image manifest.", pl)})
+		params = append(params, stringParam(name, "$(tasks."+BuildTaskName(arch)+".results."+ResultImageDigest+")"))
+		paramSpecs = append(paramSpecs, stringParamSpec(name, fmt.Sprintf("Digest of the %s image, pushed by %s.", pl, BuildTaskName(arch))))
+		vars = append(vars, env(name, "$(params."+name+")"))
 		args = append(args, string(pl))
 	}
-	env = append(env, buildahEnv()...)
-	mounts := []corev1.VolumeMount{
-		g.runMount(mountArchives, "arch", true),
-		{Name: volStorage, MountPath: mountStorage},
+	vars = append(vars, buildahEnv()...)
+	step := tektonv1.Step{
+		Name:             "push",
+		Image:            p.builderImage,
+		Script:           scriptPush,
+		Args:             args,
+		Env:              vars,
+		VolumeMounts:     []corev1.VolumeMount{{Name: volStorage, MountPath: mountStorage}},
+		SecurityContext:  buildahContext(),
+		ComputeResources: g.resources("push"),
 	}
-	volumes := []corev1.Volume{g.sharedVolume(), g.storageVolume()}
+	volumes := []corev1.Volume{g.storageVolume()}
 	if p.pushSecret != "" {
-		env[2].Value = mountPushSecret
-		mounts = append(mounts, corev1.VolumeMount{Name: volPushSecret, MountPath: mountPushSecret, ReadOnly: true})
-		volumes = append(volumes, secretVolume(volPushSecret, p.pushSecret))
+		volumes = append(volumes, mountSecret(&step, "REGISTRY_AUTH_DIR", volPushSecret, mountPushSecret, p.pushSecret))
 	}
 	return tektonv1.PipelineTask{
 		Name:     TaskPush,
 		RunAfter: builds,
-		Params: tektonv1.Params{
-			passString(paramImage),
-			passString(paramRepository),
-		},
+		Params:   params,
 		TaskSpec: &tektonv1.EmbeddedTask{
 			Metadata: tektonv1.PipelineTaskMetadata{Labels: map[string]string{LabelManagedBy: ManagedBy}},
 			TaskSpec: tektonv1.TaskSpec{
-				Description: "Assemble the per-architecture images into one manifest list and push it.",
-				Params: tektonv1.ParamSpecs{
-					stringParamSpec(paramImage, ""),
-					stringParamSpec(paramRepository, ""),
+				Description: "Assemble the per-architecture images, pushed by digest by the build tasks, into one manifest list and push it with its tag.",
+				Params:      paramSpecs,
+				Results: []tektonv1.TaskResult{
+					{Name: ResultImageDigest, Type: tektonv1.ResultsTypeString, Description: "Digest of the pushed manifest list."},
+					{Name: ResultImageURL, Type: tektonv1.ResultsTypeString, Description: "The pushed manifest list, repository@digest."},
 				},
-				Results: results,
 				Volumes: volumes,
-				Steps: []tektonv1.Step{{
-					Name:             "push",
-					Image:            p.builderImage,
-					Script:           scriptPush,
-					Args:             args,
-					Env:              env,
-					VolumeMounts:     mounts,
-					SecurityContext:  buildahContext(),
-					ComputeResources: g.resources("push"),
-				}},
+				Steps:   []tektonv1.Step{step},
 			},
 		},
+	}
+}
+
+// withErrorResult gives a task the ERROR result and every step of it the
+// file to write it to (RESULT_ERROR, read by lib.sh's step_failed).
+func withErrorResult(pt *tektonv1.PipelineTask) {
+	ts := &pt.TaskSpec.TaskSpec
+	ts.Results = append(ts.Results, tektonv1.TaskResult{
+		Name: ResultError, Type: tektonv1.ResultsTypeString,
+		Description: fmt.Sprintf("Written only when the task fails: why, in one line of at most %d bytes (the failing tool's own error first).", MaxErrorLen),
+	})
+	for i := range ts.Steps {
+		ts.Steps[i].Env = append(ts.Steps[i].Env, env("RESULT_ERROR", "$(results."+ResultError+".path)"))
 	}
 }
 
@@ -597,7 +636,8 @@ func (g *generator) sharedVolume() corev1.Volume {
 
 // storageVolume is buildah's storage: node-local and thrown away with the pod.
 // Keeping it off the shared volume avoids the slowness and ownership problems
-// of container storage on NFS/EFS; images travel between tasks as OCI archives.
+// of container storage on NFS/EFS; images travel between tasks through the
+// registry: each build task pushes its image by digest.
 // Its size is bounded (--build-storage-limit): past it the kubelet evicts the
 // pod rather than let one build fill the node's disk.
 func (g *generator) storageVolume() corev1.Volume {

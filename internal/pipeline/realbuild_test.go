@@ -253,6 +253,163 @@ func TestScriptsBuildAndPushRealMultiArchImages(t *testing.T) {
 	})
 }
 
+// A failed build says why in the words of the tool that failed: the task's
+// ERROR result (what the controller shows in status) holds buildah's or
+// git's own error line, not "step exited with code N".
+func TestScriptsReportTheToolsOwnErrorInTheErrorResult(t *testing.T) {
+	if _, err := exec.LookPath("buildah"); err != nil {
+		t.Skip("buildah is not on PATH: the real-build tests need the Debian packages buildah docker-registry qemu-user-static binfmt-support busybox-static git")
+	}
+	if want := fmt.Sprintf(`"${line:0:%d}"`, MaxErrorLen); !strings.Contains(scriptLib, want) {
+		t.Fatalf("lib.sh does not cap the ERROR result at MaxErrorLen (%d): no %s", MaxErrorLen, want)
+	}
+	platforms := []v1alpha1.Platform{v1alpha1.PlatformLinuxAMD64, v1alpha1.PlatformLinuxARM64}
+	reg := registry.Start(t)
+	base := reg.Host + "/base/busybox:latest"
+	images.BuildBusyboxBase(t, images.NewStorage(t, reg.Env()...), base, []string{"linux/amd64", "linux/arm64"})
+	git := startGitServer(t, "builder", "s3cret")
+
+	for _, tc := range []struct {
+		name      string
+		files     map[string]string
+		password  string // of the git Secret
+		wantTask  string
+		wantError []string // substrings of the ERROR result
+	}{
+		{
+			name:      "no FROM",
+			files:     map[string]string{"Containerfile": "RUN true\n"},
+			password:  "s3cret",
+			wantTask:  BuildTaskName("amd64"),
+			wantError: []string{"Error: no FROM statement found"},
+		},
+		{
+			name:      "RUN fails on arm64 only",
+			files:     map[string]string{"Containerfile": "FROM " + base + "\n" + `RUN echo "Error: a line of the RUN's own"; [ "$(uname -m)" != aarch64 ]` + "\n"},
+			password:  "s3cret",
+			wantTask:  BuildTaskName("arm64"),
+			wantError: []string{`Error: building at STEP "RUN echo`, "exit status 1"},
+		},
+		{
+			name:      "wrong git password",
+			files:     map[string]string{"Containerfile": "FROM " + base + "\n"},
+			password:  "wrong",
+			wantTask:  TaskClone,
+			wantError: []string{"fatal: Authentication failed for", "cannot fetch", "spec.source.git.secretRef"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			repo := "private/" + strings.ReplaceAll(tc.name, " ", "-") + ".git"
+			git.repo(t, repo, tc.files)
+			b := &v1alpha1.MultiArchBuild{
+				ObjectMeta: sampleMeta("fails"),
+				Spec: v1alpha1.MultiArchBuildSpec{
+					Source:    v1alpha1.SourceSpec{Git: v1alpha1.GitSource{URL: git.url(repo), SecretRef: &corev1.LocalObjectReference{Name: "git-auth"}}},
+					Platforms: platforms,
+					Output:    v1alpha1.OutputSpec{Image: reg.Host + "/test/fails:v1"},
+				},
+			}
+			pr, err := Generate(Input{Build: b, Settings: testSettings(), WorkspaceClaim: "ws"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := &localRunner{t: t, shared: t.TempDir(), clientEnv: reg.Env(), allowFailure: true,
+				secrets: map[string]map[string]string{"git-auth": {"username": "builder", "password": tc.password}}}
+			r.run(pr)
+			f := r.failure
+			if f == nil {
+				t.Fatal("the run succeeded")
+			}
+			msg := f.results[ResultError]
+			t.Logf("task %s step %s failed; %s = %q", f.task, f.step, ResultError, msg)
+			if f.task != tc.wantTask {
+				t.Errorf("failed task %s, want %s", f.task, tc.wantTask)
+			}
+			for _, want := range tc.wantError {
+				if !strings.Contains(msg, want) {
+					t.Errorf("%s result %q lacks %q", ResultError, msg, want)
+				}
+			}
+			if strings.ContainsAny(msg, "\n\r") || len(msg) > MaxErrorLen {
+				t.Errorf("%s result is not one line of at most %d bytes: %d bytes %q", ResultError, MaxErrorLen, len(msg), msg)
+			}
+			if _, ok := r.taskDurations[TaskCleanup]; !ok {
+				t.Error("the finally task did not run after the failure")
+			}
+			if _, err := os.Stat(filepath.Join(r.shared, RunDir(pr.Name))); !os.IsNotExist(err) {
+				t.Errorf("cleanup left the failed run's directory behind: %v", err)
+			}
+			if _, err := reg.Manifest(context.Background(), "test/fails", "v1"); err == nil {
+				t.Error("a failed build pushed its tag")
+			}
+		})
+	}
+}
+
+// Same commit and spec: the same per-architecture digests and the same index
+// digest, build after build (buildah --timestamp from the commit time, the
+// list assembled in the spec's order). Another commit of the same files (only
+// its time differs): other digests.
+func TestScriptsBuildReproducibleImages(t *testing.T) {
+	if _, err := exec.LookPath("buildah"); err != nil {
+		t.Skip("buildah is not on PATH: the real-build tests need the Debian packages buildah docker-registry qemu-user-static binfmt-support busybox-static git")
+	}
+	platforms := []v1alpha1.Platform{v1alpha1.PlatformLinuxAMD64, v1alpha1.PlatformLinuxARM64}
+	reg := registry.Start(t)
+	base := reg.Host + "/base/busybox:latest"
+	images.BuildBusyboxBase(t, images.NewStorage(t, reg.Env()...), base, []string{"linux/amd64", "linux/arm64"})
+	git := startGitServer(t, "builder", "s3cret")
+	files := map[string]string{
+		"app/Containerfile": "FROM " + base + "\nARG VERSION\n" +
+			`RUN mkdir -p /srv && printf '%s\n' "$VERSION" > /srv/version && uname -m > /srv/arch` + "\n" +
+			"COPY hello.txt /srv/hello.txt\n",
+		"app/hello.txt": "hello\n",
+	}
+	first := git.repoAt(t, "public/repro.git", files, "@1700000000 +0000")
+	other := git.repoAt(t, "public/repro-later.git", files, "@1700003600 +0000")
+
+	build := func(repo, revision, token string) (map[string]string, time.Duration) {
+		b := &v1alpha1.MultiArchBuild{
+			ObjectMeta: sampleMeta("repro"),
+			Spec: v1alpha1.MultiArchBuildSpec{
+				Source:    v1alpha1.SourceSpec{Git: v1alpha1.GitSource{URL: git.url(repo), Revision: revision}, ContextDir: "app"},
+				Strategy:  v1alpha1.StrategySpec{BuildArgs: []v1alpha1.BuildArg{{Name: "VERSION", Value: "1.0"}}},
+				Platforms: platforms,
+				Output:    v1alpha1.OutputSpec{Image: reg.Host + "/test/repro:v1"},
+			},
+		}
+		b.Annotations = map[string]string{v1alpha1.RebuildAnnotation: token}
+		pr, err := Generate(Input{Build: b, Settings: testSettings(), WorkspaceClaim: "ws"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &localRunner{t: t, shared: t.TempDir(), clientEnv: reg.Env()}
+		res := r.run(pr)
+		checkPushedIndex(t, reg, "test/repro", "v1", res, platforms)
+		return res, r.stepDurations[TaskPush+"/push"]
+	}
+	digests := func(res map[string]string) map[string]string {
+		out := map[string]string{ResultImageDigest: res[ResultImageDigest]}
+		for _, pl := range platforms {
+			out[ArchDigestResult(pl.Arch())] = res[ArchDigestResult(pl.Arch())]
+		}
+		return out
+	}
+	one, push1 := build("public/repro.git", first, "1")
+	two, push2 := build("public/repro.git", first, "2")
+	t.Logf("same commit twice: %v; push step %s then %s", digests(one), push1.Round(time.Millisecond), push2.Round(time.Millisecond))
+	if diff := cmp.Diff(digests(one), digests(two)); diff != "" {
+		t.Errorf("two builds of commit %s give different digests (-first +second):\n%s", first, diff)
+	}
+	later, _ := build("public/repro-later.git", other, "3")
+	t.Logf("same files, commit an hour later: %v", digests(later))
+	for name, d := range digests(later) {
+		if d == digests(one)[name] {
+			t.Errorf("%s = %s for commits %s and %s: the commit time does not reach the image", name, d, first, other)
+		}
+	}
+}
+
 const mvnStub = `#!/bin/sh
 set -e
 mkdir -p target
@@ -496,6 +653,13 @@ func (g *gitServer) url(repo string) string { return "http://" + g.host + "/" + 
 // in one commit on main, and returns the commit SHA.
 func (g *gitServer) repo(t *testing.T, path string, files map[string]string) string {
 	t.Helper()
+	return g.repoAt(t, path, files, "")
+}
+
+// repoAt is repo with the commit's author and committer date (git's date
+// formats, e.g. "@1700000000 +0000"); empty: now.
+func (g *gitServer) repoAt(t *testing.T, path string, files map[string]string, date string) string {
+	t.Helper()
 	work := t.TempDir()
 	for name, content := range files {
 		p := filepath.Join(work, filepath.FromSlash(name))
@@ -509,6 +673,9 @@ func (g *gitServer) repo(t *testing.T, path string, files map[string]string) str
 		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=test", "GIT_AUTHOR_EMAIL=test@example.com",
 			"GIT_COMMITTER_NAME=test", "GIT_COMMITTER_EMAIL=test@example.com", "GIT_CONFIG_GLOBAL=/dev/null")
+		if date != "" {
+			cmd.Env = append(cmd.Env, "GIT_AUTHOR_DATE="+date, "GIT_COMMITTER_DATE="+date)
+		}
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("git %v: %v\n%s", args, err, out)

@@ -20,14 +20,14 @@ import (
 // and the kubelet would, as far as our scripts can tell: tasks in order, each
 // step's embedded script run with exactly the env and args the step
 // declares, after Tekton's variable substitution ($(params.x),
-// $(params.x[*]), $(results.x.path), $(tasks.t.results.r)) and with every
-// volume mount replaced by a host directory:
+// $(params.x[*]), $(results.x.path), $(tasks.t.results.r) in task params and
+// pipeline results) and with every volume mount replaced by a host directory:
 //
 //   - the shared PVC is one host directory, subPath mounts are its
 //     subdirectories, created on demand as the kubelet does;
 //   - an emptyDir is a fresh directory per task; /var/lib/containers, buildah's
 //     emptyDir, becomes a private buildah storage per task (images.Storage), so
-//     images travel between tasks only through the OCI archives, as in a cluster;
+//     images travel between tasks only through the registry, as in a cluster;
 //   - a Secret is a directory holding the test's keys.
 //
 // Env values and args that are paths under a mount are rewritten to the host
@@ -42,6 +42,19 @@ type localRunner struct {
 	extraPath     string                       // prepended to PATH (test stubs)
 	afterTask     func(task string)            // called after each task succeeds
 	taskDurations map[string]time.Duration
+	stepDurations map[string]time.Duration // "task/step"
+	// allowFailure: a failing step does not fail the test; the run stops as
+	// Tekton's would (later steps and tasks skipped, finally tasks run) and
+	// failure says what failed.
+	allowFailure bool
+	failure      *runFailure
+}
+
+// runFailure is the first step that failed, with its task's results as
+// Tekton would report them on the failed TaskRun.
+type runFailure struct {
+	task, step string
+	results    map[string]string
 }
 
 var (
@@ -57,24 +70,39 @@ func (r *localRunner) run(pr *tektonv1.PipelineRun) map[string]string {
 	t := r.t
 	t.Helper()
 	r.taskDurations = map[string]time.Duration{}
+	r.stepDurations = map[string]time.Duration{}
+	r.failure = nil
 	runParams := map[string]tektonv1.ParamValue{}
 	for _, p := range pr.Spec.Params {
 		runParams[p.Name] = p.Value
 	}
 	taskResults := map[string]map[string]string{}
 	spec := pr.Spec.PipelineSpec
+	finally := map[string]bool{}
+	for _, pt := range spec.Finally {
+		finally[pt.Name] = true
+	}
 	for _, pt := range append(append([]tektonv1.PipelineTask(nil), spec.Tasks...), spec.Finally...) {
+		if r.failure != nil && !finally[pt.Name] {
+			continue
+		}
 		for _, dep := range pt.RunAfter {
 			if _, ok := taskResults[dep]; !ok {
 				t.Fatalf("task %s runs after %s, which has not run: tasks out of order", pt.Name, dep)
 			}
 		}
 		start := time.Now()
-		taskResults[pt.Name] = r.runTask(pt, runParams)
+		taskResults[pt.Name] = r.runTask(pt, runParams, taskResults)
 		r.taskDurations[pt.Name] = time.Since(start)
+		if r.failure != nil && r.failure.task == pt.Name {
+			continue
+		}
 		if r.afterTask != nil {
 			r.afterTask(pt.Name)
 		}
+	}
+	if r.failure != nil {
+		return nil
 	}
 	results := map[string]string{}
 	for _, res := range spec.Results {
@@ -91,10 +119,11 @@ func (r *localRunner) run(pr *tektonv1.PipelineRun) map[string]string {
 	return results
 }
 
-func (r *localRunner) runTask(pt tektonv1.PipelineTask, runParams map[string]tektonv1.ParamValue) map[string]string {
+func (r *localRunner) runTask(pt tektonv1.PipelineTask, runParams map[string]tektonv1.ParamValue, taskResults map[string]map[string]string) map[string]string {
 	t := r.t
 	t.Helper()
-	// Pipeline task params, resolved against the run's params.
+	// Pipeline task params, resolved against the run's params and the
+	// results of the tasks that ran.
 	strs, arrays := map[string]string{}, map[string][]string{}
 	for _, p := range pt.Params {
 		switch p.Value.Type {
@@ -109,6 +138,14 @@ func (r *localRunner) runTask(pt tektonv1.PipelineTask, runParams map[string]tek
 			}
 			arrays[p.Name] = out
 		default:
+			if m := taskResult.FindStringSubmatch(p.Value.StringVal); m != nil {
+				v, ok := taskResults[m[1]][m[2]]
+				if !ok {
+					t.Fatalf("task %s param %s: task %s has no result %s (did it run before?)", pt.Name, p.Name, m[1], m[2])
+				}
+				strs[p.Name] = v
+				continue
+			}
 			strs[p.Name] = substituteParams(t, p.Value.StringVal, runParamStrings(runParams))
 		}
 	}
@@ -158,8 +195,11 @@ func (r *localRunner) runTask(pt tektonv1.PipelineTask, runParams map[string]tek
 		var mounts []mount
 		for _, vm := range step.VolumeMounts {
 			if vm.MountPath == mountStorage {
-				// buildah's emptyDir: a private storage for this task.
+				// buildah's emptyDir: a private storage for this task; paths
+				// under it (scratch directories) go to the storage's directory.
 				storage = images.NewStorage(t, r.clientEnv...)
+				mounts = append(mounts, mount{mountStorage, filepath.Join(storage.Dir, "volume")})
+				mustMkdir(t, filepath.Join(storage.Dir, "volume"))
 				continue
 			}
 			host, ok := volumeHost[vm.Name]
@@ -234,15 +274,33 @@ func (r *localRunner) runTask(pt tektonv1.PipelineTask, runParams map[string]tek
 		cmd.Stdout, cmd.Stderr = &out, &out
 		start := time.Now()
 		err := cmd.Run()
+		r.stepDurations[pt.Name+"/"+step.Name] = time.Since(start)
 		t.Logf("task %s step %s (%s):\n%s", pt.Name, step.Name, time.Since(start).Round(time.Millisecond), indent(out.String()))
 		if err != nil {
-			t.Fatalf("task %s step %s failed: %v", pt.Name, step.Name, err)
+			if !r.allowFailure {
+				t.Fatalf("task %s step %s failed: %v", pt.Name, step.Name, err)
+			}
+			// As Tekton: the results written so far, the later steps skipped.
+			r.failure = &runFailure{task: pt.Name, step: step.Name, results: map[string]string{}}
+			for _, res := range ts.Results {
+				if b, err := os.ReadFile(filepath.Join(resultsDir, res.Name)); err == nil {
+					r.failure.results[res.Name] = string(b)
+				}
+			}
+			return r.failure.results
 		}
 	}
 
 	results := map[string]string{}
 	for _, res := range ts.Results {
 		b, err := os.ReadFile(filepath.Join(resultsDir, res.Name))
+		if res.Name == ResultError {
+			// Written only on failure.
+			if err == nil {
+				t.Errorf("task %s succeeded but wrote an %s result: %q", pt.Name, ResultError, b)
+			}
+			continue
+		}
 		if err != nil {
 			t.Fatalf("task %s did not write its result %s: %v", pt.Name, res.Name, err)
 		}

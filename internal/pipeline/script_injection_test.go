@@ -95,7 +95,7 @@ func TestCloneNeverTakesTheURLAsAnOption(t *testing.T) {
 			marker := filepath.Join(dir, "pwned")
 			url := strings.ReplaceAll(tc.url, "MARKER", marker)
 			out, ok := runScript(t, scriptClone, []string{"GIT_URL=" + url, "GIT_REVISION=main",
-				"SOURCE_DIR=" + filepath.Join(dir, "src"), "RESULT_COMMIT=" + filepath.Join(dir, "commit")}, nil)
+				"SOURCE_DIR=" + filepath.Join(dir, "src"), "RESULT_COMMIT=" + filepath.Join(dir, "commit"), "RESULT_SOURCE_DATE_EPOCH=" + filepath.Join(dir, "epoch")}, nil)
 			t.Logf("clone.sh with GIT_URL=%q:\n%s", url, indent(out))
 			if ok {
 				t.Fatal("the clone succeeded")
@@ -237,7 +237,7 @@ func TestCloneGivesGitCredentialsOnlyToTheRepositoryHost(t *testing.T) {
 	clone := func(t *testing.T, repo string) (string, string, bool) {
 		src := filepath.Join(t.TempDir(), "src")
 		out, ok := runScript(t, scriptClone, []string{"GIT_URL=" + git.url(repo), "GIT_REVISION=main", "SOURCE_DIR=" + src,
-			"RESULT_COMMIT=" + filepath.Join(t.TempDir(), "commit"), "GIT_SECRET_DIR=" + secret}, nil)
+			"RESULT_COMMIT=" + filepath.Join(t.TempDir(), "commit"), "RESULT_SOURCE_DATE_EPOCH=" + filepath.Join(t.TempDir(), "epoch"), "GIT_SECRET_DIR=" + secret}, nil)
 		t.Logf("clone.sh of %s:\n%s", repo, indent(out))
 		return src, out, ok
 	}
@@ -295,7 +295,7 @@ func TestStepsKeepContextAndContainerfileInsideTheClone(t *testing.T) {
 	dir := t.TempDir()
 	src := filepath.Join(dir, "source")
 	out, ok := runScript(t, scriptClone, []string{"GIT_URL=" + git.url("public/links.git"), "GIT_REVISION=main",
-		"SOURCE_DIR=" + src, "RESULT_COMMIT=" + filepath.Join(dir, "commit")}, nil)
+		"SOURCE_DIR=" + src, "RESULT_COMMIT=" + filepath.Join(dir, "commit"), "RESULT_SOURCE_DATE_EPOCH=" + filepath.Join(dir, "epoch")}, nil)
 	if !ok {
 		t.Fatalf("clone failed:\n%s", out)
 	}
@@ -317,7 +317,8 @@ func TestStepsKeepContextAndContainerfileInsideTheClone(t *testing.T) {
 	path := "PATH=" + stubs + ":" + os.Getenv("PATH")
 	build := func(contextDir, containerfile string) []string {
 		return []string{path, "PLATFORM=linux/amd64", "SOURCE_DIR=" + src, "CONTEXT_DIR=" + contextDir,
-			"CONTAINERFILE=" + containerfile, "ARCHIVE=" + filepath.Join(dir, "archive.tar")}
+			"CONTAINERFILE=" + containerfile, "REPOSITORY=r.example/a", "SOURCE_DATE_EPOCH=1700000000", "OCI_DIR=" + filepath.Join(dir, "oci"),
+			"RESULT_IMAGE_DIGEST=" + filepath.Join(dir, "digest"), "RESULT_IMAGE_URL=" + filepath.Join(dir, "url")}
 	}
 	install := func(contextDir string) []string {
 		return []string{path, "PLATFORM=linux/amd64", "SOURCE_DIR=" + src, "CONTEXT_DIR=" + contextDir,
@@ -380,11 +381,11 @@ func TestStepsKeepContextAndContainerfileInsideTheClone(t *testing.T) {
 		want         []string // the stub's working directory, then its arguments
 	}{
 		{"build: contextDir and Containerfile are symlinks inside the clone", scriptBuild, build("good-link", "Link.Containerfile"), nil,
-			[]string{"", "build", "--platform", "linux/amd64", "--file", resolvedSrc + "/good/Containerfile", "--tag", "localhost/multiarch-build:linux-amd64", resolvedSrc + "/good"}},
+			[]string{"", "build", "--platform", "linux/amd64", "--timestamp", "1700000000", "--file", resolvedSrc + "/good/Containerfile", "--tag", "localhost/multiarch-build:linux-amd64", resolvedSrc + "/good"}},
 		{"build: Containerfile elsewhere in the clone", scriptBuild, build("good", "Repo.Containerfile"), nil,
-			[]string{"", "build", "--platform", "linux/amd64", "--file", resolvedSrc + "/good/Containerfile", "--tag", "localhost/multiarch-build:linux-amd64", resolvedSrc + "/good"}},
+			[]string{"", "build", "--platform", "linux/amd64", "--timestamp", "1700000000", "--file", resolvedSrc + "/good/Containerfile", "--tag", "localhost/multiarch-build:linux-amd64", resolvedSrc + "/good"}},
 		{"build: context dir with a dash", scriptBuild, build("good-link/", "Containerfile"), nil,
-			[]string{"", "build", "--platform", "linux/amd64", "--file", resolvedSrc + "/good/Containerfile", "--tag", "localhost/multiarch-build:linux-amd64", resolvedSrc + "/good"}},
+			[]string{"", "build", "--platform", "linux/amd64", "--timestamp", "1700000000", "--file", resolvedSrc + "/good/Containerfile", "--tag", "localhost/multiarch-build:linux-amd64", resolvedSrc + "/good"}},
 		{"install: contextDir is a symlink inside the clone", scriptInstall, install("good-link"), []string{"stub-install", "--flag"},
 			[]string{"<resolved work>/good", "--flag"}},
 		{"maven: contextDir is a symlink inside the clone", scriptMaven, maven("good-link"), []string{"package"},

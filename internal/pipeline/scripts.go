@@ -1,23 +1,59 @@
 package pipeline
 
-import _ "embed"
+import (
+	_ "embed"
+	"strings"
+)
 
 // The step scripts. They are constant: values from the spec reach them only as
 // environment variables and arguments declared on the steps, because Tekton
-// substitutes $(params...) into script text before running it.
+// substitutes $(params...) into script text before running it. Each is its
+// file with scripts/lib.sh put right after its #! line.
+//
+// lib.sh reports why a step failed: when it fails, one line goes to the file
+// RESULT_ERROR names (the task result ERROR; nothing when RESULT_ERROR is
+// unset): the line of the tools' standard error matching the script's
+// ERROR_PATTERN (buildah's last "Error: ...", git's first "fatal: ...",
+// npm's first "npm error"/"npm ERR!", Maven's first "[ERROR]"; ERROR_MATCH
+// says first or last), followed by the script's own diagnosis (fail) when
+// it has one; without either, the tools' last line of standard error, else
+// where the script stopped. Only the standard error of commands run through
+// logged is searched. The line is data: written with printf %s, control
+// characters blanked, at most MaxErrorLen bytes; nothing evaluates it.
 var (
-	//go:embed scripts/prepare.sh
-	scriptPrepare string
-	//go:embed scripts/clone.sh
-	scriptClone string
-	//go:embed scripts/install.sh
-	scriptInstall string
-	//go:embed scripts/maven.sh
-	scriptMaven string
-	//go:embed scripts/build.sh
-	scriptBuild string
-	//go:embed scripts/push.sh
-	scriptPush string
-	//go:embed scripts/cleanup.sh
-	scriptCleanup string
+	scriptPrepare = withLib(rawPrepare)
+	scriptClone   = withLib(rawClone)
+	scriptInstall = withLib(rawInstall)
+	scriptMaven   = withLib(rawMaven)
+	scriptBuild   = withLib(rawBuild)
+	scriptPush    = withLib(rawPush)
+	scriptCleanup = withLib(rawCleanup)
 )
+
+var (
+	//go:embed scripts/lib.sh
+	scriptLib string
+	//go:embed scripts/prepare.sh
+	rawPrepare string
+	//go:embed scripts/clone.sh
+	rawClone string
+	//go:embed scripts/install.sh
+	rawInstall string
+	//go:embed scripts/maven.sh
+	rawMaven string
+	//go:embed scripts/build.sh
+	rawBuild string
+	//go:embed scripts/push.sh
+	rawPush string
+	//go:embed scripts/cleanup.sh
+	rawCleanup string
+)
+
+// withLib puts the shared library after the #! line of script.
+func withLib(script string) string {
+	shebang, rest, ok := strings.Cut(script, "\n")
+	if !ok || !strings.HasPrefix(shebang, "#!") {
+		panic("pipeline: a step script must start with a #! line")
+	}
+	return shebang + "\n" + scriptLib + rest
+}

@@ -192,7 +192,6 @@ func TestEachArchReadsAndWritesOnlyItsOwnDirectories(t *testing.T) {
 				arch := pl.Arch()
 				step := taskNamed(t, pr, BuildTaskName(arch)).TaskSpec.Steps[0]
 				src, _ := sharedPath(step, envOf(step, "SOURCE_DIR"))
-				archive, _ := sharedPath(step, envOf(step, "ARCHIVE"))
 				wantSrc := run + "/source"
 				if strategy == v1alpha1.StrategyNodeJS {
 					wantSrc = run + "/arch/" + arch + "/source"
@@ -200,8 +199,15 @@ func TestEachArchReadsAndWritesOnlyItsOwnDirectories(t *testing.T) {
 				if src != wantSrc {
 					t.Errorf("build-%s reads sources from %q, want %q", arch, src, wantSrc)
 				}
-				if want := run + "/arch/" + arch + "/image.tar"; archive != want {
-					t.Errorf("build-%s writes its archive to %q, want %q", arch, archive, want)
+				// The image goes to the registry, never to the shared volume:
+				// the build writes nothing there.
+				for _, vm := range step.VolumeMounts {
+					if vm.Name == volShared && !vm.ReadOnly && strategy != v1alpha1.StrategyNodeJS {
+						t.Errorf("build-%s mounts %s of the shared volume read-write", arch, vm.SubPath)
+					}
+				}
+				if got := envOf(step, "OCI_DIR"); !strings.HasPrefix(got, mountStorage+"/") {
+					t.Errorf("build-%s OCI_DIR = %q, want a directory on buildah's node-local volume", arch, got)
 				}
 				if strategy == v1alpha1.StrategyNodeJS {
 					inst := taskNamed(t, pr, InstallTaskName(arch)).TaskSpec.Steps[0]
@@ -210,10 +216,20 @@ func TestEachArchReadsAndWritesOnlyItsOwnDirectories(t *testing.T) {
 						t.Errorf("install-%s installs into %q but build-%s reads %q", arch, work, arch, wantSrc)
 					}
 				}
-				// push reads exactly the archive build-<arch> wrote.
-				push := mainStep(taskNamed(t, pr, TaskPush))
-				if got, _ := sharedPath(push, envOf(push, "ARCHIVE_"+strings.ToUpper(arch))); got != archive {
-					t.Errorf("push reads the %s archive from %q, build-%s writes %q", arch, got, arch, archive)
+				// push lists exactly the digest build-<arch> pushed.
+				pushTask := taskNamed(t, pr, TaskPush)
+				name := ArchDigestResult(arch)
+				if got := envOf(mainStep(pushTask), name); got != "$(params."+name+")" {
+					t.Errorf("push env %s = %q", name, got)
+				}
+				var param string
+				for _, p := range pushTask.Params {
+					if p.Name == name {
+						param = p.Value.StringVal
+					}
+				}
+				if want := "$(tasks." + BuildTaskName(arch) + ".results." + ResultImageDigest + ")"; param != want {
+					t.Errorf("push param %s = %q, want %q", name, param, want)
 				}
 			}
 		})
@@ -239,6 +255,13 @@ func TestSharedVolumeIsATaskVolumeNeverAPVCWorkspace(t *testing.T) {
 					t.Errorf("task %s uses workspaces", pt.Name)
 				}
 				v := volumeOf(pt.TaskSpec.TaskSpec, volShared)
+				if pt.Name == TaskPush {
+					// The push task only assembles the list from digests.
+					if v != nil {
+						t.Errorf("task push mounts the shared volume: %+v", v)
+					}
+					continue
+				}
 				if v == nil || v.PersistentVolumeClaim == nil || v.PersistentVolumeClaim.ClaimName != in.WorkspaceClaim {
 					t.Errorf("task %s: want volume %q = PVC %q, got %+v", pt.Name, volShared, in.WorkspaceClaim, v)
 				}
@@ -375,11 +398,13 @@ func TestSecretsAreMountedOnlyWhereNeeded(t *testing.T) {
 			}
 		}
 	}
-	want := map[string][]string{"clone": {"git-auth"}, "maven": {"m2"}, "push": {"quay-authentication"}}
+	// The build tasks push their images by digest: they need the push Secret too.
+	want := map[string][]string{"clone": {"git-auth"}, "maven": {"m2"}, "push": {"quay-authentication"},
+		"build-amd64": {"quay-authentication"}, "build-arm64": {"quay-authentication"}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Secrets by task (-want +got):\n%s", diff)
 	}
-	for task, envName := range map[string]string{"clone": "GIT_SECRET_DIR", "maven": "MAVEN_SETTINGS_DIR", "push": "REGISTRY_AUTH_DIR"} {
+	for task, envName := range map[string]string{"clone": "GIT_SECRET_DIR", "maven": "MAVEN_SETTINGS_DIR", "push": "REGISTRY_AUTH_DIR", "build-arm64": "REGISTRY_AUTH_DIR"} {
 		step := mainStep(taskNamed(t, pr, task))
 		dir := envOf(step, envName)
 		found := false
@@ -439,8 +464,8 @@ func TestPipelineResultsReexportDigestsAndCommit(t *testing.T) {
 		ResultImageDigest:         "$(tasks.push.results.IMAGE_DIGEST)",
 		ResultImageURL:            "$(tasks.push.results.IMAGE_URL)",
 		ResultCommit:              "$(tasks.clone.results.COMMIT)",
-		ArchDigestResult("amd64"): "$(tasks.push.results.IMAGE_DIGEST_AMD64)",
-		ArchDigestResult("s390x"): "$(tasks.push.results.IMAGE_DIGEST_S390X)",
+		ArchDigestResult("amd64"): "$(tasks.build-amd64.results.IMAGE_DIGEST)",
+		ArchDigestResult("s390x"): "$(tasks.build-s390x.results.IMAGE_DIGEST)",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("pipeline results (-want +got):\n%s", diff)

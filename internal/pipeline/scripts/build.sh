@@ -1,27 +1,44 @@
 #!/usr/bin/env bash
 # build: build the image of one platform with buildah, natively on a node of
-# that platform, and save it as an OCI archive on the shared volume.
+# that platform, and push it to the output repository by digest (no tag).
 #
 # Environment (declared by the generated step; spec values only ever arrive here
 # or as arguments, never in this text):
-#   PLATFORM       target platform, e.g. linux/arm64 (from the task, never uname)
-#   SOURCE_DIR     sources this platform builds from (the shared clone, or the
-#                  platform's private copy for NodeJS)
-#   CONTEXT_DIR    build context, relative to SOURCE_DIR
-#   CONTAINERFILE  Containerfile, relative to the build context
-#   ARCHIVE        OCI archive to write (per platform and per run)
+#   PLATFORM           target platform, e.g. linux/arm64 (from the task, never uname)
+#   SOURCE_DIR         sources this platform builds from (the shared clone, or the
+#                      platform's private copy for NodeJS)
+#   CONTEXT_DIR        build context, relative to SOURCE_DIR
+#   CONTAINERFILE      Containerfile, relative to the build context
+#   REPOSITORY         registry/repository to push to (spec.output.image without tag)
+#   SOURCE_DATE_EPOCH  commit time of the sources (seconds since the epoch): the
+#                      image's creation time and the time of every file the build
+#                      adds, so that the same commit gives the same digest
+#   OCI_DIR            scratch directory on the node-local volume
+#   REGISTRY_AUTH_DIR  optional: mounted push Secret, with key .dockerconfigjson
+#                      (kubernetes.io/dockerconfigjson) or .dockercfg
+#   RESULT_IMAGE_DIGEST  file receiving the digest of the pushed image manifest
+#   RESULT_IMAGE_URL     file receiving REPOSITORY (Tekton Chains reads
+#                        IMAGE_URL@IMAGE_DIGEST)
+#   RESULT_ERROR       file receiving why the step failed (see lib.sh)
 #   STORAGE_DRIVER, BUILDAH_ISOLATION: read by buildah itself (vfs, chroot)
 # Arguments: build arguments NAME=VALUE, each passed as --build-arg NAME=VALUE.
 set -Eeuo pipefail
-trap 'rc=$?; echo "build ${PLATFORM:-}: FAILED (exit $rc) at line $LINENO: $BASH_COMMAND" >&2; exit $rc' ERR
+trap 'on_err "build ${PLATFORM:-}" $? $LINENO "$BASH_COMMAND"' ERR
+# buildah's own error is its last line starting so (a RUN may print others).
+ERROR_PATTERN='^Error: |^error building at STEP' ERROR_MATCH=last
 
-fail() { echo "build $PLATFORM: ERROR: $*" >&2; exit 1; }
+fail() { echo "build $PLATFORM: ERROR: $*" >&2; step_failed "$*"; exit 1; }
 
 : "${PLATFORM:?build: PLATFORM is not set}"
 : "${SOURCE_DIR:?build: SOURCE_DIR is not set}"
 : "${CONTEXT_DIR:?build: CONTEXT_DIR is not set}"
 : "${CONTAINERFILE:?build: CONTAINERFILE is not set}"
-: "${ARCHIVE:?build: ARCHIVE is not set}"
+: "${REPOSITORY:?build: REPOSITORY is not set}"
+: "${SOURCE_DATE_EPOCH:?build: SOURCE_DATE_EPOCH is not set}"
+: "${OCI_DIR:?build: OCI_DIR is not set}"
+: "${RESULT_IMAGE_DIGEST:?build: RESULT_IMAGE_DIGEST is not set}"
+: "${RESULT_IMAGE_URL:?build: RESULT_IMAGE_URL is not set}"
+[[ "$SOURCE_DATE_EPOCH" =~ ^[0-9]{1,12}$ ]] || fail "SOURCE_DATE_EPOCH '$SOURCE_DATE_EPOCH' is not a time in seconds"
 
 # The sources are someone's repository: a symlink in it may lead anywhere in
 # this pod (ctx -> /, Containerfile -> /etc/shadow), and COPY would then read
@@ -41,22 +58,66 @@ inside_sources "$containerfile" ||
   fail "$CONTAINERFILE (spec.strategy.containerfile) resolves to $containerfile, outside the cloned sources: a symlink in the repository must not lead out of it"
 [[ -f "$containerfile" ]] || fail "$CONTAINERFILE (spec.strategy.containerfile) in $CONTEXT_DIR is not a regular file"
 
+if [[ -n "${REGISTRY_AUTH_DIR:-}" ]]; then
+  if [[ -f "$REGISTRY_AUTH_DIR/.dockerconfigjson" ]]; then
+    export REGISTRY_AUTH_FILE="$REGISTRY_AUTH_DIR/.dockerconfigjson"
+  elif [[ -f "$REGISTRY_AUTH_DIR/.dockercfg" ]]; then
+    # The legacy format is the "auths" object alone.
+    mkdir -p "$OCI_DIR"
+    { printf '{"auths":'; cat "$REGISTRY_AUTH_DIR/.dockercfg"; printf '}\n'; } > "$OCI_DIR/auth.json"
+    export REGISTRY_AUTH_FILE="$OCI_DIR/auth.json"
+  else
+    fail "the Secret of spec.output.pushSecretRef has neither a .dockerconfigjson key (type kubernetes.io/dockerconfigjson) nor a .dockercfg key (type kubernetes.io/dockercfg)"
+  fi
+  echo "build $PLATFORM: using the registry credentials of the push Secret"
+fi
+
 build_args=()
 for arg in "$@"; do
   build_args+=(--build-arg "$arg")
 done
 
 tag="localhost/multiarch-build:${PLATFORM//\//-}"
-echo "build $PLATFORM: building $CONTAINERFILE in $CONTEXT_DIR"
-buildah build --platform "$PLATFORM" --file "$containerfile" --tag "$tag" \
-  ${build_args[@]+"${build_args[@]}"} "$context"
+echo "build $PLATFORM: building $CONTAINERFILE in $CONTEXT_DIR (timestamp $SOURCE_DATE_EPOCH)"
+# --timestamp: the image's creation time and the time of every file the
+# build adds are the commit's, so two builds of the same commit and spec
+# give the same layers and the same digest (RUN steps that fetch from the
+# network aside). buildah >= 1.19; --source-date-epoch (1.38) is not needed.
+logged buildah build --platform "$PLATFORM" --timestamp "$SOURCE_DATE_EPOCH" \
+  --file "$containerfile" --tag "$tag" ${build_args[@]+"${build_args[@]}"} "$context"
 
 # A Containerfile may pin another platform (FROM --platform=...): catch it here
 # rather than pushing a manifest list that lies about its content.
 arch="$(buildah inspect --type image --format '{{.OCIv1.Architecture}}' "$tag")"
 [[ "$arch" == "${PLATFORM#*/}" ]] || fail "the image built is for architecture $arch, not ${PLATFORM#*/}"
 
-mkdir -p "${ARCHIVE%/*}"
-rm -f "$ARCHIVE"
-buildah push --quiet "$tag" "oci-archive:$ARCHIVE"
-echo "build $PLATFORM: saved the image to $ARCHIVE"
+# Push by digest, without a tag. buildah cannot push an image from its
+# storage to a digest it does not know yet (the layers are compressed on the
+# way), so the image is first written, compressed, as an OCI layout on this
+# node's volume, then copied unchanged from there: as the only instance of a
+# local list pushed to that list's own digest, which sends the image by
+# digest and the one-entry list next to it (untagged). The push task lists
+# this digest in the manifest list.
+layout="$OCI_DIR/layout"
+rm -rf "$layout"
+mkdir -p "$OCI_DIR"
+logged buildah push --quiet --digestfile "$OCI_DIR/image.digest" "$tag" "oci:$layout:image"
+digest="$(cat "$OCI_DIR/image.digest")"
+[[ "$digest" =~ ^sha256:[a-f0-9]{64}$ ]] || fail "buildah wrote no valid image digest: '$digest'"
+
+list="localhost/multiarch-build-one:${PLATFORM//\//-}"
+buildah manifest rm "$list" >/dev/null 2>&1 || true
+logged buildah manifest create "$list" >/dev/null
+logged buildah manifest add "$list" "oci:$layout:image" >/dev/null
+logged buildah manifest push --quiet --format oci --digestfile "$OCI_DIR/list.digest" "$list" "oci:$OCI_DIR/list:list"
+list_digest="$(cat "$OCI_DIR/list.digest")"
+[[ "$list_digest" =~ ^sha256:[a-f0-9]{64}$ ]] || fail "buildah wrote no valid list digest: '$list_digest'"
+echo "build $PLATFORM: pushing $digest to $REPOSITORY"
+logged buildah manifest push --quiet --all --format oci --digestfile "$OCI_DIR/pushed.digest" "$list" "docker://$REPOSITORY@$list_digest"
+# Some buildah releases exit 0 when the push fails: trust the digest file only.
+[[ "$(cat "$OCI_DIR/pushed.digest" 2>/dev/null)" == "$list_digest" ]] ||
+  fail "buildah did not confirm the push of $digest to $REPOSITORY (see above)"
+
+printf '%s' "$digest" > "$RESULT_IMAGE_DIGEST"
+printf '%s' "$REPOSITORY" > "$RESULT_IMAGE_URL"
+echo "build $PLATFORM: pushed $REPOSITORY@$digest"

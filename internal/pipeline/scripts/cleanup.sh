@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# cleanup: delete this run's directory from the shared volume (sources, per-
-# platform copies and OCI archives), and sweep the directories of older runs
+# cleanup: delete this run's directory from the shared volume (sources and
+# per-platform copies), and sweep the directories of older runs
 # left behind (a PipelineRun deleted while it ran never reaches its cleanup).
 # The caches next to them are kept.
 #
@@ -12,14 +12,15 @@
 # Environment (declared by the generated step):
 #   RUNS_DIR  the directory holding every run's directory
 #   RUN_NAME  this run's directory name (the PipelineRun name)
+#   RESULT_ERROR  file receiving why the step failed (see lib.sh)
 set -Eeuo pipefail
-trap 'rc=$?; echo "cleanup: FAILED (exit $rc) at line $LINENO: $BASH_COMMAND" >&2; exit $rc' ERR
+trap 'on_err "cleanup" $? $LINENO "$BASH_COMMAND"' ERR
 
 : "${RUNS_DIR:?cleanup: RUNS_DIR is not set}"
 : "${RUN_NAME:?cleanup: RUN_NAME is not set}"
 # Never let a surprising value widen the deletion.
 name_ok() { [[ "$1" =~ ^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$ ]]; }
-name_ok "$RUN_NAME" || { echo "cleanup: ERROR: refusing run name '$RUN_NAME'" >&2; exit 1; }
+name_ok "$RUN_NAME" || { echo "cleanup: ERROR: refusing run name '$RUN_NAME'" >&2; step_failed "refusing run name '$RUN_NAME'"; exit 1; }
 
 mark="$RUNS_DIR/$RUN_NAME/.started"
 if [[ -f "$mark" ]]; then

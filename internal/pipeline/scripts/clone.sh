@@ -8,18 +8,23 @@
 #   GIT_REVISION    branch, tag or commit SHA (spec.source.git.revision)
 #   SOURCE_DIR      where to check out (emptied first: a retried task starts clean)
 #   RESULT_COMMIT   file receiving the full commit SHA (Tekton task result)
+#   RESULT_SOURCE_DATE_EPOCH  file receiving the commit's committer time, in
+#                   seconds since the epoch (the builds' --timestamp)
+#   RESULT_ERROR    file receiving why the step failed (see lib.sh)
 #   GIT_SECRET_DIR  optional: mounted Secret, kubernetes.io/basic-auth
 #                   (username, password) or kubernetes.io/ssh-auth
 #                   (ssh-privatekey, optional known_hosts)
 set -Eeuo pipefail
-trap 'rc=$?; echo "clone: FAILED (exit $rc) at line $LINENO: $BASH_COMMAND" >&2; exit $rc' ERR
+trap 'on_err "clone" $? $LINENO "$BASH_COMMAND"' ERR
+ERROR_PATTERN='^fatal: '
 
-fail() { echo "clone: ERROR: $*" >&2; exit 1; }
+fail() { echo "clone: ERROR: $*" >&2; step_failed "$*"; exit 1; }
 
 : "${GIT_URL:?clone: GIT_URL is not set}"
 : "${GIT_REVISION:?clone: GIT_REVISION is not set}"
 : "${SOURCE_DIR:?clone: SOURCE_DIR is not set}"
 : "${RESULT_COMMIT:?clone: RESULT_COMMIT is not set}"
+: "${RESULT_SOURCE_DATE_EPOCH:?clone: RESULT_SOURCE_DATE_EPOCH is not set}"
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
@@ -89,19 +94,19 @@ shopt -s dotglob nullglob
 rm -rf -- "$SOURCE_DIR"/*
 shopt -u dotglob nullglob
 cd "$SOURCE_DIR"
-git init -q .
+logged git init -q .
 # "--" before every value of the spec: a URL or revision starting with '-'
 # (refused at admission) would still never be read as an option.
-git remote add -- origin "$GIT_URL"
+logged git remote add -- origin "$GIT_URL"
 
 echo "clone: fetching $GIT_REVISION from $GIT_URL"
 if git fetch -q --depth=1 -- origin "$GIT_REVISION" 2>"$tmp/shallow.err"; then
-  git checkout -q --detach FETCH_HEAD
+  logged git checkout -q --detach FETCH_HEAD
 else
   # A short SHA, or a server that refuses to serve a commit by SHA: fetch
   # every branch and tag and resolve the revision locally.
   echo "clone: shallow fetch of $GIT_REVISION failed ($(head -n1 "$tmp/shallow.err")); fetching all branches and tags"
-  git fetch -q --tags -- origin '+refs/heads/*:refs/remotes/origin/*' ||
+  logged git fetch -q --tags -- origin '+refs/heads/*:refs/remotes/origin/*' ||
     fail "cannot fetch $GIT_URL: check the URL and, for a private repository, spec.source.git.secretRef"
   resolved=""
   for ref in "refs/remotes/origin/$GIT_REVISION" "refs/tags/$GIT_REVISION" "$GIT_REVISION"; do
@@ -111,7 +116,7 @@ else
     fi
   done
   [[ -n "$resolved" ]] || fail "revision $GIT_REVISION not found in $GIT_URL"
-  git checkout -q --detach "$resolved"
+  logged git checkout -q --detach "$resolved"
 fi
 
 if [[ -f .gitmodules ]]; then
@@ -120,9 +125,14 @@ if [[ -f .gitmodules ]]; then
   if [[ -n "${CLONE_CREDENTIAL_ORIGIN:-}" ]]; then
     hint+="; the credentials of spec.source.git.secretRef are only given to $CLONE_CREDENTIAL_ORIGIN"
   fi
-  git submodule update -q --init --recursive --depth=1 || fail "cannot fetch the submodules of $GIT_URL: $hint"
+  logged git submodule update -q --init --recursive --depth=1 || fail "cannot fetch the submodules of $GIT_URL: $hint"
 fi
 
 commit="$(git rev-parse HEAD)"
+# The committer time (a shallow clone has it): the same commit always gives
+# the same time, and a later commit a later one (as a rule: clocks differ).
+epoch="$(git log -1 --format=%ct HEAD)"
+[[ "$epoch" =~ ^[0-9]+$ ]] || fail "cannot read the commit time of $commit: '$epoch'"
 printf '%s' "$commit" > "$RESULT_COMMIT"
-echo "clone: checked out $commit"
+printf '%s' "$epoch" > "$RESULT_SOURCE_DATE_EPOCH"
+echo "clone: checked out $commit (committed at $epoch)"

@@ -10,13 +10,16 @@
 #   CONTEXT_DIR       directory of package.json, relative to the repository root
 #   WORK_DIR          the platform's private copy of the sources (recreated)
 #   NPM_CONFIG_CACHE  npm cache kept on the shared volume across runs
+#   RESULT_ERROR      file receiving why the step failed (see lib.sh)
 # Arguments: the install command as an argument list (spec.strategy.nodejs.
 # installCommand split on spaces); none means "npm ci" (preferring the cache)
 # when a lock file exists, else "npm install". The command is executed directly, never through a shell.
 set -Eeuo pipefail
-trap 'rc=$?; echo "install ${PLATFORM:-}: FAILED (exit $rc) at line $LINENO: $BASH_COMMAND" >&2; exit $rc' ERR
+trap 'on_err "install ${PLATFORM:-}" $? $LINENO "$BASH_COMMAND"' ERR
+# npm 7-9 "npm ERR!", npm 10 "npm error"; yarn "error ...".
+ERROR_PATTERN='^npm (ERR!|error) |^error '
 
-fail() { echo "install $PLATFORM: ERROR: $*" >&2; exit 1; }
+fail() { echo "install $PLATFORM: ERROR: $*" >&2; step_failed "$*"; exit 1; }
 
 : "${PLATFORM:?install: PLATFORM is not set}"
 : "${SOURCE_DIR:?install: SOURCE_DIR is not set}"
@@ -68,5 +71,5 @@ else
 fi
 [[ -f package.json ]] || echo "install $PLATFORM: WARNING: no package.json in $CONTEXT_DIR" >&2
 echo "install $PLATFORM: running: ${cmd[*]}"
-"${cmd[@]}"
+logged "${cmd[@]}"
 echo "install $PLATFORM: dependencies installed in $WORK_DIR/$CONTEXT_DIR"

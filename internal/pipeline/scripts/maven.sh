@@ -7,11 +7,13 @@
 #   CONTEXT_DIR         directory of pom.xml, relative to the repository root
 #   MAVEN_REPO          local repository kept on the shared volume across runs
 #   MAVEN_SETTINGS_DIR  optional: mounted Secret holding settings.xml
+#   RESULT_ERROR        file receiving why the step failed (see lib.sh)
 # Arguments: the goals (spec.strategy.maven.goals), one argument each.
 set -Eeuo pipefail
-trap 'rc=$?; echo "maven: FAILED (exit $rc) at line $LINENO: $BASH_COMMAND" >&2; exit $rc' ERR
+trap 'on_err "maven" $? $LINENO "$BASH_COMMAND"' ERR
+ERROR_PATTERN='^\[ERROR\] '
 
-fail() { echo "maven: ERROR: $*" >&2; exit 1; }
+fail() { echo "maven: ERROR: $*" >&2; step_failed "$*"; exit 1; }
 
 : "${SOURCE_DIR:?maven: SOURCE_DIR is not set}"
 : "${CONTEXT_DIR:?maven: CONTEXT_DIR is not set}"
@@ -37,5 +39,8 @@ fi
 command -v mvn >/dev/null || fail "mvn not found in the Maven image (spec.strategy.maven.image)"
 mkdir -p "$MAVEN_REPO"
 echo "maven: running mvn $* in $CONTEXT_DIR"
-mvn "${opts[@]}" "$@"
+# Maven prints its errors on standard output.
+rc=0
+mvn "${opts[@]}" "$@" | tee -a "$STEP_STDERR" || rc=$?
+((rc == 0)) || on_err maven "$rc" "$LINENO" mvn
 echo "maven: done"

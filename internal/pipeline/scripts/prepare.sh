@@ -12,10 +12,11 @@
 #   RUN_NAME    this run's directory name (the PipelineRun name)
 #   ARCHES      the run's architectures, space-separated
 #   TOOL_UID    the tool steps' user; 0: they run as root, nothing to hand over
+#   RESULT_ERROR  file receiving why the step failed (see lib.sh)
 set -Eeuo pipefail
-trap 'rc=$?; echo "prepare: FAILED (exit $rc) at line $LINENO: $BASH_COMMAND" >&2; exit $rc' ERR
+trap 'on_err "prepare" $? $LINENO "$BASH_COMMAND"' ERR
 
-fail() { echo "prepare: ERROR: $*" >&2; exit 1; }
+fail() { echo "prepare: ERROR: $*" >&2; step_failed "$*"; exit 1; }
 : "${RUNS_DIR:?prepare: RUNS_DIR is not set}"
 : "${CACHE_DIR:?prepare: CACHE_DIR is not set}"
 : "${RUN_NAME:?prepare: RUN_NAME is not set}"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# push: assemble the per-platform OCI archives into one manifest list, push it
-# with every image, and report the digests.
+# push: assemble the per-platform images, already pushed by digest by the
+# build tasks, into one manifest list and push it with its tag. No layer is
+# uploaded here: the list only refers to the images by digest.
 #
 # Environment (declared by the generated step):
 #   IMAGE                      registry/repository:tag to push to
@@ -8,15 +9,18 @@
 #   REGISTRY_AUTH_DIR          optional: mounted push Secret, with key
 #                              .dockerconfigjson (kubernetes.io/dockerconfigjson)
 #                              or .dockercfg (kubernetes.io/dockercfg)
-#   ARCHIVE_<ARCH>             OCI archive of each platform (ARCH upper case)
+#   IMAGE_DIGEST_<ARCH>        digest of each platform's image (ARCH upper case),
+#                              the IMAGE_DIGEST result of its build task
 #   RESULT_IMAGE_DIGEST        file receiving the manifest list digest
 #   RESULT_IMAGE_URL           file receiving REPOSITORY@digest
-#   RESULT_IMAGE_DIGEST_<ARCH> file receiving each platform's manifest digest
-# Arguments: the platforms, e.g. linux/amd64 linux/arm64.
+#   RESULT_ERROR               file receiving why the step failed (see lib.sh)
+# Arguments: the platforms, e.g. linux/amd64 linux/arm64, in the order the
+# list names them (the same spec gives the same list, byte for byte).
 set -Eeuo pipefail
-trap 'rc=$?; echo "push: FAILED (exit $rc) at line $LINENO: $BASH_COMMAND" >&2; exit $rc' ERR
+trap 'on_err "push" $? $LINENO "$BASH_COMMAND"' ERR
+ERROR_PATTERN='^Error: |^error ' ERROR_MATCH=last
 
-fail() { echo "push: ERROR: $*" >&2; exit 1; }
+fail() { echo "push: ERROR: $*" >&2; step_failed "$*"; exit 1; }
 
 : "${IMAGE:?push: IMAGE is not set}"
 : "${REPOSITORY:?push: REPOSITORY is not set}"
@@ -42,52 +46,25 @@ fi
 
 list="localhost/multiarch-build-list:latest"
 buildah manifest rm "$list" >/dev/null 2>&1 || true
-buildah manifest create "$list" >/dev/null
+logged buildah manifest create "$list" >/dev/null
 for platform in "$@"; do
   arch="${platform#*/}"
-  var="ARCHIVE_${arch^^}"
-  archive="${!var:-}"
-  [[ -n "$archive" ]] || fail "$var is not set for platform $platform"
-  [[ -f "$archive" ]] || fail "no image for $platform at $archive: did build-$arch succeed?"
-  echo "push: adding $platform from $archive"
-  buildah manifest add "$list" "oci-archive:$archive" >/dev/null
+  var="IMAGE_DIGEST_${arch^^}"
+  digest="${!var:-}"
+  [[ "$digest" =~ ^sha256:[a-f0-9]{64}$ ]] || fail "no image digest for $platform ($var='$digest'): did build-$arch succeed?"
+  echo "push: adding $platform $REPOSITORY@$digest"
+  # Reads the image's manifest and configuration (for its platform), not its layers.
+  logged buildah manifest add "$list" "docker://$REPOSITORY@$digest" >/dev/null
 done
 
-echo "push: pushing the manifest list and its images to $IMAGE"
-buildah manifest push --all --digestfile "$tmp/digest" "$list" "docker://$IMAGE"
+echo "push: pushing the manifest list to $IMAGE"
+# --all=false: the images are in the repository already; only the list goes.
+logged buildah manifest push --quiet --all=false --format oci --digestfile "$tmp/digest" "$list" "docker://$IMAGE"
 # Some buildah releases exit 0 when the push fails: trust the digest file only.
 [[ -s "$tmp/digest" ]] || fail "buildah wrote no digest: the push to $IMAGE failed (see above)"
 digest="$(cat "$tmp/digest")"
 [[ "$digest" =~ ^sha256:[a-f0-9]{64}$ ]] || fail "buildah wrote no valid digest: '$digest'"
 
-# The per-platform digests are read back from the index as pushed, not from
-# the local list: the copy to the registry may rewrite platform manifests.
-# (Creating a list from the remote one also works with buildah < 1.30, whose
-# "manifest inspect" cannot read a registry.)
-pushed="localhost/multiarch-build-pushed:latest"
-buildah manifest rm "$pushed" >/dev/null 2>&1 || true
-buildah manifest create --all "$pushed" "docker://$REPOSITORY@$digest" >/dev/null
-buildah manifest inspect "$pushed" > "$tmp/index.json"
-declare -A digests=()
-current=""
-while IFS= read -r token; do
-  value="${token%\"}"
-  value="${value##*\"}"
-  case "$token" in
-    '"digest"'*) current="$value" ;;
-    '"architecture"'*) digests["$value"]="$current" ;;
-  esac
-done < <(grep -oE '"(digest|architecture)"[[:space:]]*:[[:space:]]*"[^"]*"' "$tmp/index.json")
-
-for platform in "$@"; do
-  arch="${platform#*/}"
-  d="${digests[$arch]:-}"
-  [[ "$d" =~ ^sha256:[a-f0-9]{64}$ ]] || fail "the pushed index has no manifest for $platform"
-  var="RESULT_IMAGE_DIGEST_${arch^^}"
-  [[ -n "${!var:-}" ]] || fail "$var is not set"
-  printf '%s' "$d" > "${!var}"
-  echo "push: $platform $d"
-done
 printf '%s' "$digest" > "$RESULT_IMAGE_DIGEST"
 printf '%s@%s' "$REPOSITORY" "$digest" > "$RESULT_IMAGE_URL"
 echo "push: pushed $REPOSITORY@$digest"
