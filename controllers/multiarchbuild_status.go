@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	tektonv1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -188,7 +189,7 @@ func failedTask(taskRuns []tektonv1.TaskRun) string {
 		}
 		name := orDefault(tr.Labels["tekton.dev/pipelineTask"], tr.Name)
 		failed = append(failed, name)
-		msgs[name] = c.Message
+		msgs[name] = failureMessage(tr, c)
 	}
 	if len(failed) == 0 {
 		return ""
@@ -248,7 +249,7 @@ func archState(trs []tektonv1.TaskRun) (v1alpha1.PlatformState, string) {
 		switch {
 		case c == nil:
 		case c.Status == corev1.ConditionFalse:
-			return v1alpha1.PlatformFailed, fmt.Sprintf("%s: %s", orDefault(tr.Labels["tekton.dev/pipelineTask"], tr.Name), c.Message)
+			return v1alpha1.PlatformFailed, fmt.Sprintf("%s: %s", orDefault(tr.Labels["tekton.dev/pipelineTask"], tr.Name), failureMessage(tr, c))
 		case c.Status == corev1.ConditionTrue:
 			done++
 		case tr.Status.PodName != "" && c.Reason != "Pending":
@@ -262,6 +263,43 @@ func archState(trs []tektonv1.TaskRun) (v1alpha1.PlatformState, string) {
 		return v1alpha1.PlatformBuilding, ""
 	}
 	return v1alpha1.PlatformWaiting, "the build pod is not scheduled yet"
+}
+
+// failureMessage is why a failed TaskRun failed: the failing tool's own
+// error, from the task's ERROR result (written by the step scripts, see
+// pipeline.ResultError), else Tekton's message ("step-build" exited with
+// code 125). The result is data from the build: kept to one line of valid
+// UTF-8 and pipeline.MaxErrorLen bytes.
+func failureMessage(tr tektonv1.TaskRun, c *apis.Condition) string {
+	for _, r := range tr.Status.Results {
+		if r.Name != pipeline.ResultError {
+			continue
+		}
+		if m := oneLine(r.Value.StringVal, pipeline.MaxErrorLen); m != "" {
+			return m
+		}
+	}
+	return c.Message
+}
+
+// oneLine makes s one line of valid UTF-8, control characters blanked,
+// trimmed, at most max bytes (cut at a rune boundary).
+func oneLine(s string, max int) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(s, "?"))
+	s = strings.TrimSpace(s)
+	if len(s) > max {
+		cut := max
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = strings.TrimSpace(s[:cut])
+	}
+	return s
 }
 
 func runResults(run *tektonv1.PipelineRun) map[string]string {
