@@ -58,14 +58,17 @@ inside_sources "$containerfile" ||
   fail "$CONTAINERFILE (spec.strategy.containerfile) resolves to $containerfile, outside the cloned sources: a symlink in the repository must not lead out of it"
 [[ -f "$containerfile" ]] || fail "$CONTAINERFILE (spec.strategy.containerfile) in $CONTEXT_DIR is not a regular file"
 
+# The push Secret is for the push only (set below, after the build): the
+# FROM images are pulled without it, as documented.
+auth_file=""
 if [[ -n "${REGISTRY_AUTH_DIR:-}" ]]; then
   if [[ -f "$REGISTRY_AUTH_DIR/.dockerconfigjson" ]]; then
-    export REGISTRY_AUTH_FILE="$REGISTRY_AUTH_DIR/.dockerconfigjson"
+    auth_file="$REGISTRY_AUTH_DIR/.dockerconfigjson"
   elif [[ -f "$REGISTRY_AUTH_DIR/.dockercfg" ]]; then
     # The legacy format is the "auths" object alone.
     mkdir -p "$OCI_DIR"
     { printf '{"auths":'; cat "$REGISTRY_AUTH_DIR/.dockercfg"; printf '}\n'; } > "$OCI_DIR/auth.json"
-    export REGISTRY_AUTH_FILE="$OCI_DIR/auth.json"
+    auth_file="$OCI_DIR/auth.json"
   else
     fail "the Secret of spec.output.pushSecretRef has neither a .dockerconfigjson key (type kubernetes.io/dockerconfigjson) nor a .dockercfg key (type kubernetes.io/dockercfg)"
   fi
@@ -98,6 +101,7 @@ arch="$(buildah inspect --type image --format '{{.OCIv1.Architecture}}' "$tag")"
 # local list pushed to that list's own digest, which sends the image by
 # digest and the one-entry list next to it (untagged). The push task lists
 # this digest in the manifest list.
+[[ -z "$auth_file" ]] || export REGISTRY_AUTH_FILE="$auth_file"
 layout="$OCI_DIR/layout"
 rm -rf "$layout"
 mkdir -p "$OCI_DIR"
