@@ -12,7 +12,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 MODE="${MAB_ARM64_NODE:-static}"
 
 # the binary, rebuilt only when its sources (or the module's dependencies) change
-hash=$(cd "$ROOT" && cat go.sum hack/machinesim/*.go internal/capacity/*.go internal/testenv/*.go | sha256sum | cut -c1-16)
+hash=$(cd "$ROOT" && ls go.sum hack/machinesim/*.go internal/capacity/*.go internal/testenv/*.go | grep -v '_test\.go$' | xargs cat | sha256sum | cut -c1-16)
 BIN="${CACHE}/machinesim/machinesim-${hash}"
 if [ ! -x "$BIN" ]; then
   mkdir -p "${CACHE}/machinesim"
