@@ -3,6 +3,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 
 	"github.com/multiarch-build/multiarch-build-operator/api/v1alpha1"
 	"github.com/multiarch-build/multiarch-build-operator/controllers/capacity"
+	plan "github.com/multiarch-build/multiarch-build-operator/internal/capacity"
 	"github.com/multiarch-build/multiarch-build-operator/internal/pipeline"
 	"github.com/multiarch-build/multiarch-build-operator/internal/settings"
 )
@@ -265,12 +267,25 @@ func (r *MultiArchBuildReconciler) ensureCapacity(ctx context.Context, s *buildS
 		s.setCondition(capacityCondition(nil))
 		return nil
 	}
+	if c := meta.FindStatusCondition(s.before.Conditions, v1alpha1.ConditionSucceeded); c != nil && c.Status == metav1.ConditionFalse &&
+		c.ObservedGeneration == s.build.Generation &&
+		(c.Reason == v1alpha1.ReasonProvisioningFailed || c.Reason == v1alpha1.ReasonProvisioningTimeout) &&
+		!plan.WaitingSince(s.build, s.runName).IsZero() {
+		// This run already failed for want of a node: it stays failed
+		// until a new generation or rebuild token asks for another run.
+		s.outcome.CreateErr, s.outcome.CreateReason = errors.New(c.Message), c.Reason
+		return nil
+	}
 	res, err := r.Capacity.Check(ctx, s.build)
 	if err != nil {
 		return fmt.Errorf("check capacity for %s: %w", klog.KObj(s.build), err)
 	}
 	s.capacityRes = &res
 	s.setCondition(capacityCondition(&res))
+	if res.Failed {
+		s.outcome.CreateErr, s.outcome.CreateReason = errors.New(res.Message), res.Reason
+		return nil
+	}
 	if !res.Ready && !res.Terminal {
 		s.requeue(min(backoff(r.clock(), s.build.Status.Conditions, v1alpha1.ConditionCapacityReady), time.Minute))
 	}

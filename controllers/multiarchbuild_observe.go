@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"time"
 
 	tektonv1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -48,6 +49,7 @@ func (r *MultiArchBuildReconciler) observeRun(ctx context.Context, s *buildScope
 		waiting = s.capacityRes.Waiting
 	}
 	st.Platforms = platformStatuses(s.build, run, s.taskRuns, waiting, s.nodes)
+	r.recordNodeWaits(s)
 	if run != nil && succeeded.Status == metav1.ConditionTrue {
 		res := runResults(run)
 		if d := res[pipeline.ResultImageDigest]; d != "" {
@@ -101,4 +103,52 @@ func (r *MultiArchBuildReconciler) findNodes(ctx context.Context, s *buildScope)
 		}
 	}
 	return nil
+}
+
+// recordNodeWaits fills status.platforms[].nodeWait for the current run:
+// opened when capacity first says a platform has no usable node, with the
+// MachineSet and instance type scaled up for it; closed when the node is
+// usable, the run exists, or the build failed for want of a node. A wait
+// of an older run is not carried over.
+func (r *MultiArchBuildReconciler) recordNodeWaits(s *buildScope) {
+	prev := map[v1alpha1.Platform]*v1alpha1.NodeWait{}
+	for _, p := range s.before.Platforms {
+		if p.NodeWait != nil && p.NodeWait.Run == s.runName {
+			prev[p.Platform] = p.NodeWait.DeepCopy()
+		}
+	}
+	now := metav1.NewTime(r.clock().Truncate(time.Second))
+	closeWait := func(w *v1alpha1.NodeWait) {
+		if w.Until == nil {
+			w.Until = &now
+			sec := int64(now.Sub(w.Since.Time) / time.Second)
+			w.Seconds = &sec
+		}
+	}
+	res := s.capacityRes
+	for i := range s.build.Status.Platforms {
+		p := &s.build.Status.Platforms[i]
+		w := prev[p.Platform]
+		switch {
+		case res == nil:
+			// Capacity was not asked (the run exists): a wait still open
+			// ended when the run could start.
+			if w != nil {
+				closeWait(w)
+			}
+		case res.Waiting[p.Platform] != "":
+			if w == nil {
+				w = &v1alpha1.NodeWait{Run: s.runName, Since: now}
+			}
+			if src, ok := res.Nodes[p.Platform]; ok && w.Until == nil {
+				w.MachineSet, w.InstanceType = src.MachineSet, src.InstanceType
+			}
+			if res.Failed {
+				closeWait(w)
+			}
+		case w != nil:
+			closeWait(w)
+		}
+		p.NodeWait = w
+	}
 }

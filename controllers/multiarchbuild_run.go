@@ -94,7 +94,12 @@ func (r *MultiArchBuildReconciler) ensureRun(ctx context.Context, s *buildScope)
 		s.requeue(2 * time.Second)
 		return nil
 	}
-	run, err := pipeline.Generate(pipeline.Input{Build: s.build, Settings: r.Settings, WorkspaceClaim: storage.ClaimName(s.build)})
+	cfg := r.Settings
+	if s.capacityRes != nil && s.capacityRes.Tolerations != nil {
+		// The BuildCapacityPolicy's tolerations replace the flags'.
+		cfg.Tolerations = s.capacityRes.Tolerations
+	}
+	run, err := pipeline.Generate(pipeline.Input{Build: s.build, Settings: cfg, WorkspaceClaim: storage.ClaimName(s.build)})
 	if err != nil {
 		s.outcome.CreateErr, s.outcome.CreateReason = err, v1alpha1.ReasonInvalidSpec
 		return nil // the user must change the spec; the generation change re-queues

@@ -72,6 +72,17 @@ const (
 	ReasonBootImageNotFound     = "BootImageNotFound"
 	ReasonUnsupportedArch       = "UnsupportedArchitecture"
 	ReasonMachineSetConflict    = "MachineSetConflict"
+	// ReasonProvisioningFailed: every allowed instance type in every
+	// allowed zone gave a Failed Machine (capacity, quota, a type missing
+	// in the zone); the message names the Machine's error. The build fails.
+	ReasonProvisioningFailed = "ProvisioningFailed"
+	// ReasonProvisioningTimeout: no usable node within the provisioning
+	// timeout. The build fails.
+	ReasonProvisioningTimeout = "ProvisioningTimeout"
+	// ReasonCapacityNotAllowed: the BuildCapacityPolicy does not let this
+	// build have managed capacity (disabled, namespace not selected, an
+	// instance type not on the allowed list, maxReplicas 0).
+	ReasonCapacityNotAllowed = "CapacityNotAllowed"
 
 	// Succeeded
 	ReasonRunPending      = "RunPending"

@@ -426,6 +426,39 @@ type PlatformStatus struct {
 	// message explains a Waiting or Failed state.
 	// +optional
 	Message string `json:"message,omitempty"`
+	// nodeWait is how long this platform's run waited for a usable node
+	// of its architecture, and which MachineSet and instance type the
+	// operator scaled up for it: what the build cost in node time. Absent
+	// when a node was there from the start.
+	// +optional
+	NodeWait *NodeWait `json:"nodeWait,omitempty"`
+}
+
+// NodeWait is one platform's wait for a node, for one run.
+type NodeWait struct {
+	// run is the PipelineRun the wait was for (a new run, from a new
+	// generation or rebuild token, starts a new wait).
+	// +required
+	Run string `json:"run"`
+	// since is when the operator first found no usable node.
+	// +required
+	Since metav1.Time `json:"since"`
+	// until is when a node became usable, or when the operator gave up
+	// (the build then failed with reason ProvisioningFailed or
+	// ProvisioningTimeout).
+	// +optional
+	Until *metav1.Time `json:"until,omitempty"`
+	// seconds is until - since, in whole seconds, once until is set.
+	// +optional
+	Seconds *int64 `json:"seconds,omitempty"`
+	// machineSet is the operator's MachineSet that was scaled up for it,
+	// empty when a node came from elsewhere.
+	// +optional
+	MachineSet string `json:"machineSet,omitempty"`
+	// instanceType is that MachineSet's instance type (AWS), VM size
+	// (Azure) or machine type (GCP).
+	// +optional
+	InstanceType string `json:"instanceType,omitempty"`
 }
 
 // MultiArchBuild builds a container image natively on a node of every requested

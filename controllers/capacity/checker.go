@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/multiarch-build/multiarch-build-operator/api/v1alpha1"
 	plan "github.com/multiarch-build/multiarch-build-operator/internal/capacity"
+	"github.com/multiarch-build/multiarch-build-operator/internal/capacitypolicy"
 	"github.com/multiarch-build/multiarch-build-operator/internal/pipeline"
 	"github.com/multiarch-build/multiarch-build-operator/internal/settings"
 )
@@ -39,10 +41,15 @@ import (
 // +kubebuilder:rbac:groups=config.openshift.io,resources=infrastructures,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch,resourceNames=coreos-bootimages
 // +kubebuilder:rbac:groups=build.multiarch.io,resources=multiarchbuilds,verbs=list;watch
+// +kubebuilder:rbac:groups=machine.openshift.io,resources=machines,verbs=list;watch
+// +kubebuilder:rbac:groups=config.openshift.io,resources=clusterversions,verbs=get;list;watch,resourceNames=version
+// +kubebuilder:rbac:groups=build.multiarch.io,resources=buildcapacitypolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=list;watch
 
 var (
 	machineSetGK     = schema.GroupKind{Group: machinev1beta1.GroupName, Kind: "MachineSet"}
 	infrastructureGK = schema.GroupKind{Group: configv1.GroupName, Kind: "Infrastructure"}
+	clusterVersionGK = schema.GroupKind{Group: configv1.GroupName, Kind: "ClusterVersion"}
 )
 
 // Cluster is the Checker of an operator running in a
@@ -69,6 +76,10 @@ type Cluster struct {
 	machineCache cache.Cache
 	nodeCache    cache.Cache
 	infraServed  bool
+	cvServed     bool
+	// namespaces reads namespace labels (metadata only) for the policy's
+	// namespaceSelector; nil in tests that do not use one.
+	namespaces client.Reader
 }
 
 var _ Checker = (*Cluster)(nil)
@@ -82,12 +93,13 @@ var _ Checker = (*Cluster)(nil)
 // installing it later needs an operator restart.
 func NewCluster(mgr manager.Manager, s settings.Settings) (*Cluster, error) {
 	c := &Cluster{
-		Reader:    mgr.GetCache(),
-		nodeCache: mgr.GetCache(),
-		Settings:  s,
-		Clock:     clock.RealClock{},
-		Conflict:  plan.DefaultConflictPolicy,
-		RunName:   pipeline.RunName,
+		Reader:     mgr.GetCache(),
+		nodeCache:  mgr.GetCache(),
+		namespaces: mgr.GetCache(),
+		Settings:   s,
+		Clock:      clock.RealClock{},
+		Conflict:   plan.DefaultConflictPolicy,
+		RunName:    pipeline.RunName,
 	}
 	served, err := kindServed(mgr.GetRESTMapper(), machineSetGK, machinev1beta1.GroupVersion.Version)
 	if err != nil {
@@ -97,13 +109,14 @@ func NewCluster(mgr manager.Manager, s settings.Settings) (*Cluster, error) {
 		log.Log.WithName("capacity").Info("OpenShift Machine API not served: capacity is only reported, no MachineSet is created or scaled")
 		return c, nil
 	}
-	for _, obj := range []client.Object{&machinev1beta1.MachineSet{}, &configv1.Infrastructure{}} {
+	for _, obj := range []client.Object{&machinev1beta1.MachineSet{}, &machinev1beta1.Machine{}, &configv1.Infrastructure{}} {
 		if _, _, err := mgr.GetScheme().ObjectKinds(obj); err != nil {
 			return nil, fmt.Errorf("the manager's scheme lacks %T: add machinev1beta1 and configv1 to it: %w", obj, err)
 		}
 	}
 	byObject := map[client.Object]cache.ByObject{
 		&machinev1beta1.MachineSet{}: {Namespaces: map[string]cache.Config{s.MachineAPINamespace: {}}},
+		&machinev1beta1.Machine{}:    {Namespaces: map[string]cache.Config{s.MachineAPINamespace: {}}},
 		&corev1.ConfigMap{}: {
 			Namespaces: map[string]cache.Config{plan.BootImagesNamespace: {}},
 			Field:      fields.OneTermEqualSelector("metadata.name", plan.BootImagesConfigMap),
@@ -114,6 +127,12 @@ func NewCluster(mgr manager.Manager, s settings.Settings) (*Cluster, error) {
 	} else if ok {
 		byObject[&configv1.Infrastructure{}] = cache.ByObject{Field: fields.OneTermEqualSelector("metadata.name", "cluster")}
 		c.infraServed = true
+	}
+	if ok, err := kindServed(mgr.GetRESTMapper(), clusterVersionGK, configv1.GroupVersion.Version); err != nil {
+		return nil, err
+	} else if ok {
+		byObject[&configv1.ClusterVersion{}] = cache.ByObject{Field: fields.OneTermEqualSelector("metadata.name", "version")}
+		c.cvServed = true
 	}
 	mc, err := cache.New(mgr.GetConfig(), cache.Options{
 		Scheme:           mgr.GetScheme(),
@@ -155,7 +174,50 @@ type snapshot struct {
 	usable      map[string][]string
 	hostArch    string
 	machineSets []machinev1beta1.MachineSet
+	machines    []machinev1beta1.Machine
 	infra       plan.Infrastructure
+	// singleArchPayload: ClusterVersion's desired release is not Multi.
+	singleArchPayload bool
+	policy            capacitypolicy.Policy
+	policyObj         *v1alpha1.BuildCapacityPolicy
+}
+
+// readPolicy reads the BuildCapacityPolicy cluster (nil when there is none)
+// and merges it over the flags.
+func (c *Cluster) readPolicy(ctx context.Context, s *snapshot) error {
+	obj := &v1alpha1.BuildCapacityPolicy{}
+	err := c.Reader.Get(ctx, types.NamespacedName{Name: v1alpha1.BuildCapacityPolicyName}, obj)
+	switch {
+	case err == nil:
+		s.policyObj = obj
+	case apierrors.IsNotFound(err):
+		obj = nil
+	default:
+		return fmt.Errorf("get BuildCapacityPolicy %s: %w", v1alpha1.BuildCapacityPolicyName, err)
+	}
+	s.policy = capacitypolicy.Effective(c.Settings, obj)
+	return nil
+}
+
+// tolerations are the tolerations per architecture in effect now (the
+// policy's, else the flags').
+func (c *Cluster) tolerations() map[string][]corev1.Toleration {
+	s := &snapshot{}
+	if err := c.readPolicy(context.Background(), s); err != nil {
+		return c.Settings.Tolerations
+	}
+	return tolerations(s.policy)
+}
+
+// tolerations are the policy's tolerations per architecture.
+func tolerations(p capacitypolicy.Policy) map[string][]corev1.Toleration {
+	out := map[string][]corev1.Toleration{}
+	for _, a := range p.ArchNames() {
+		if ts := p.Arch(a).Tolerations; len(ts) > 0 {
+			out[a] = ts
+		}
+	}
+	return out
 }
 
 // snapshot reads the nodes and, where the Machine API is served, the
@@ -169,16 +231,19 @@ func (c *Cluster) snapshot(ctx context.Context) (*snapshot, error) {
 }
 
 func (c *Cluster) nodeSnapshot(ctx context.Context) (*snapshot, error) {
+	s := &snapshot{}
+	if err := c.readPolicy(ctx, s); err != nil {
+		return nil, err
+	}
 	var nodes corev1.NodeList
 	// Read only: the cached objects are not copied.
 	if err := c.Reader.List(ctx, &nodes, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
-	return &snapshot{
-		nodes:    nodes.Items,
-		usable:   plan.UsableNodes(nodes.Items, c.Settings.Tolerations),
-		hostArch: plan.HostArch(nodes.Items),
-	}, nil
+	s.nodes = nodes.Items
+	s.usable = plan.UsableNodes(nodes.Items, tolerations(s.policy))
+	s.hostArch = plan.HostArch(nodes.Items)
+	return s, nil
 }
 
 func (c *Cluster) readMachines(ctx context.Context, s *snapshot) error {
@@ -190,6 +255,22 @@ func (c *Cluster) readMachines(ctx context.Context, s *snapshot) error {
 		return fmt.Errorf("list MachineSets: %w", err)
 	}
 	s.machineSets = sets.Items
+	var machines machinev1beta1.MachineList
+	if err := c.Machines.List(ctx, &machines, client.InNamespace(c.Settings.MachineAPINamespace), client.UnsafeDisableDeepCopy); err != nil {
+		return fmt.Errorf("list Machines: %w", err)
+	}
+	s.machines = machines.Items
+	if c.cvServed {
+		cv := &configv1.ClusterVersion{}
+		err := c.Machines.Get(ctx, types.NamespacedName{Name: "version"}, cv)
+		switch {
+		case err == nil:
+			s.singleArchPayload = cv.Status.Desired.Version != "" && cv.Status.Desired.Architecture != configv1.ClusterVersionArchitectureMulti
+		case apierrors.IsNotFound(err):
+		default:
+			return fmt.Errorf("get ClusterVersion version: %w", err)
+		}
+	}
 	infra := &configv1.Infrastructure{}
 	err := c.Machines.Get(ctx, types.NamespacedName{Name: "cluster"}, infra)
 	switch {
@@ -207,8 +288,11 @@ func infrastructureOf(infra *configv1.Infrastructure) plan.Infrastructure {
 	out := plan.Infrastructure{Found: true, Name: infra.Status.InfrastructureName}
 	if ps := infra.Status.PlatformStatus; ps != nil {
 		out.Platform = string(ps.Type)
-		if ps.AWS != nil {
+		switch {
+		case ps.AWS != nil:
 			out.Region = ps.AWS.Region
+		case ps.GCP != nil:
+			out.Region = ps.GCP.Region
 		}
 	}
 	if out.Platform == "" {
@@ -217,32 +301,51 @@ func infrastructureOf(infra *configv1.Infrastructure) plan.Infrastructure {
 	return out
 }
 
-func (c *Cluster) view(s *snapshot, arch string, policy v1alpha1.CapacityPolicy) plan.View {
+func (c *Cluster) view(s *snapshot, arch string, policy v1alpha1.CapacityPolicy, candidates []string) plan.View {
 	return plan.View{
-		Arch:        arch,
-		Policy:      policy,
-		UsableNodes: s.usable[arch],
-		MachineAPI:  c.MachineAPI,
-		Infra:       s.infra,
-		Sets:        plan.ServingArch(s.machineSets, arch),
-		Now:         c.Clock.Now(),
-		Conflict:    c.Conflict,
+		Arch:              arch,
+		Policy:            policy,
+		UsableNodes:       s.usable[arch],
+		MachineAPI:        c.MachineAPI,
+		Infra:             s.infra,
+		Sets:              plan.ServingArch(s.machineSets, arch),
+		Now:               c.Clock.Now(),
+		Conflict:          c.Conflict,
+		Candidates:        candidates,
+		SingleArchPayload: s.singleArchPayload,
+		ControlPlaneArch:  s.hostArch,
 	}
 }
 
-// planInput is what PlanMachineSets needs for arch; instanceType "" means
-// the operator default.
-func (c *Cluster) planInput(ctx context.Context, s *snapshot, arch, instanceType string) (plan.PlanInput, error) {
-	if instanceType == "" {
-		instanceType = c.Settings.InstanceTypes[arch]
+// candidates are the instance types to use for arch, in order: an allowed
+// override of the build (or of the oldest Managed build, for the
+// controller), else the policy's default and fallbacks.
+func candidates(p capacitypolicy.Policy, arch, override string) []string {
+	if override != "" {
+		if ok, _ := capacitypolicy.AllowedInstanceType(p, arch, override); ok {
+			return []string{override}
+		}
 	}
+	return p.Arch(arch).InstanceTypes
+}
+
+// planInput is what PlanMachineSets needs for arch with the first of
+// types ("" means the platform default).
+func (c *Cluster) planInput(ctx context.Context, s *snapshot, arch string, types []string) (plan.PlanInput, error) {
 	in := plan.PlanInput{
-		Arch: arch, InfrastructureName: s.infra.Name, Region: s.infra.Region,
-		MachineSets: s.machineSets, HostArch: s.hostArch, Zones: c.Settings.MachineSetZones,
-		InstanceType: instanceType,
+		Arch: arch, InfrastructureName: s.infra.Name, Region: s.infra.Region, Platform: s.infra.Platform,
+		MachineSets: s.machineSets, HostArch: s.hostArch, Zones: s.policy.Arch(arch).Zones,
+	}
+	if len(types) > 0 {
+		in.InstanceType = types[0]
+		if in.InstanceType == c.Settings.InstanceTypes[arch] {
+			// The flag's default is an AWS type: on Azure and GCP the
+			// platform's default applies instead.
+			in.InstanceType = plan.DefaultInstanceType(s.infra.Platform, arch, in.InstanceType)
+		}
 	}
 	cm := &corev1.ConfigMap{}
-	err := c.Machines.Get(ctx, types.NamespacedName{Namespace: plan.BootImagesNamespace, Name: plan.BootImagesConfigMap}, cm)
+	err := c.Machines.Get(ctx, client.ObjectKey{Namespace: plan.BootImagesNamespace, Name: plan.BootImagesConfigMap}, cm)
 	switch {
 	case err == nil:
 		in.StreamJSON, in.StreamFound = cm.Data[plan.BootImagesKey], true
@@ -255,12 +358,12 @@ func (c *Cluster) planInput(ctx context.Context, s *snapshot, arch, instanceType
 
 // assess is the capacity of one architecture for a build of the given
 // policy, including why a MachineSet could not be created.
-func (c *Cluster) assess(ctx context.Context, s *snapshot, arch string, policy v1alpha1.CapacityPolicy, instanceType string) (plan.Status, error) {
-	st := plan.Assess(c.view(s, arch, policy))
+func (c *Cluster) assess(ctx context.Context, s *snapshot, arch string, policy v1alpha1.CapacityPolicy, types []string) (plan.Status, error) {
+	st := plan.Assess(c.view(s, arch, policy, types))
 	if !st.Create {
 		return st, nil
 	}
-	in, err := c.planInput(ctx, s, arch, instanceType)
+	in, err := c.planInput(ctx, s, arch, types)
 	if err != nil {
 		return st, err
 	}
@@ -276,13 +379,31 @@ func (c *Cluster) assess(ctx context.Context, s *snapshot, arch string, policy v
 	for i, ms := range sets {
 		names[i] = ms.Name
 	}
-	st.Message = fmt.Sprintf("creating MachineSet %s for %s nodes", strings.Join(names, ", "), arch)
+	st.Message = fmt.Sprintf("creating MachineSet %s (%s) for %s nodes", strings.Join(names, ", "), in.InstanceType, arch)
 	return st, nil
+}
+
+// managedAllowed applies the policy to a build's Managed policy for arch:
+// why the build may not have capacity made, "" when it may.
+func (c *Cluster) managedAllowed(ctx context.Context, p capacitypolicy.Policy, b *v1alpha1.MultiArchBuild, arch string) string {
+	var nsLabels map[string]string
+	if p.NamespaceSelector != nil && c.namespaces != nil {
+		ns := &metav1.PartialObjectMetadata{}
+		ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+		if err := c.namespaces.Get(ctx, client.ObjectKey{Name: b.Namespace}, ns); err == nil {
+			nsLabels = ns.Labels
+		}
+	}
+	if ok, why := capacitypolicy.ManagedAllowed(p, nsLabels, arch); !ok {
+		return why
+	}
+	return ""
 }
 
 // reasonRank orders the reasons of waiting platforms: the one a user must act
 // on first becomes the build's reason.
 var reasonRank = map[string]int{
+	v1alpha1.ReasonCapacityNotAllowed:    0,
 	v1alpha1.ReasonUnsupportedArch:       0,
 	v1alpha1.ReasonUnsupportedPlatform:   1,
 	v1alpha1.ReasonMachineAPIUnavailable: 2,
@@ -291,6 +412,12 @@ var reasonRank = map[string]int{
 	v1alpha1.ReasonNoNodes:               5,
 	v1alpha1.ReasonMachineSetConflict:    6,
 	v1alpha1.ReasonProvisioningNodes:     7,
+}
+
+// failedRank orders the reasons that fail a build.
+var failedRank = map[string]int{
+	v1alpha1.ReasonProvisioningFailed:  0,
+	v1alpha1.ReasonProvisioningTimeout: 1,
 }
 
 // Check reports, per requested platform, whether a usable node exists, and
@@ -313,19 +440,52 @@ func (c *Cluster) Check(ctx context.Context, build *v1alpha1.MultiArchBuild) (Re
 			break
 		}
 	}
-	policy := plan.Policy(build)
+	now := c.Clock.Now()
+	run := ""
+	if c.RunName != nil {
+		run = c.RunName(build)
+	}
+	waitingSince := plan.WaitingSince(build, run)
 	res := Result{Ready: true, Reason: v1alpha1.ReasonNodesAvailable}
+	if s.policy.FromObject {
+		res.Tolerations = tolerations(s.policy)
+	}
 	var ready, waiting []string
-	best := len(reasonRank)
+	best, bestFailed := len(reasonRank), len(failedRank)
 	for _, p := range platforms {
 		arch := p.Arch()
-		st, err := c.assess(ctx, s, arch, policy, build.Spec.Capacity.InstanceTypes[arch])
-		if err != nil {
-			return Result{}, err
+		policy := plan.Policy(build)
+		override := build.Spec.Capacity.InstanceTypes[arch]
+		var st plan.Status
+		notAllowed := ""
+		if policy == v1alpha1.CapacityManaged && len(s.usable[arch]) == 0 {
+			notAllowed = c.managedAllowed(ctx, s.policy, build, arch)
+			if ok, allowed := capacitypolicy.AllowedInstanceType(s.policy, arch, override); !ok && notAllowed == "" {
+				notAllowed = fmt.Sprintf("spec.capacity.instanceTypes.%s %q is not allowed by the BuildCapacityPolicy %s: allowed for %s: %s (remove the override to use the default %s)",
+					arch, override, v1alpha1.BuildCapacityPolicyName, arch, strings.Join(allowed, ", "), allowed[0])
+			}
+		}
+		if notAllowed != "" {
+			st = plan.Assess(c.view(s, arch, v1alpha1.CapacityUnmanaged, nil))
+			if !st.Ready && st.Terminal && st.Reason == v1alpha1.ReasonNoNodes {
+				st.Reason = v1alpha1.ReasonCapacityNotAllowed
+				st.Message = fmt.Sprintf("no usable %s node, and the operator may not create one for this build: %s", arch, notAllowed)
+			}
+		} else {
+			st, err = c.assess(ctx, s, arch, policy, candidates(s.policy, arch, override))
+			if err != nil {
+				return Result{}, err
+			}
 		}
 		if st.Ready {
 			ready = append(ready, fmt.Sprintf("%s (%s)", p, strings.Join(firstN(s.usable[arch], 2), ", ")))
 			continue
+		}
+		// A build waits for a node at most the provisioning timeout.
+		if t := s.policy.ProvisioningTimeout; !st.Terminal && t > 0 && !waitingSince.IsZero() && now.Sub(waitingSince) >= t {
+			st = plan.Status{Reason: v1alpha1.ReasonProvisioningTimeout, Terminal: true, Failed: true,
+				Message: fmt.Sprintf("no usable %s node within the provisioning timeout %s (BuildCapacityPolicy %s spec.provisioningTimeout): %s",
+					arch, t, v1alpha1.BuildCapacityPolicyName, st.Message)}
 		}
 		if res.Waiting == nil {
 			res.Waiting = map[v1alpha1.Platform]string{}
@@ -334,10 +494,29 @@ func (c *Cluster) Check(ctx context.Context, build *v1alpha1.MultiArchBuild) (Re
 		res.Waiting[p] = st.Message
 		res.Terminal = res.Terminal || st.Terminal
 		waiting = append(waiting, fmt.Sprintf("%s: %s", p, st.Message))
+		if st.Failed {
+			res.Failed = true
+			if r, ok := failedRank[st.Reason]; ok && r < bestFailed {
+				bestFailed = r
+			}
+		}
 		if r, ok := reasonRank[st.Reason]; ok && r < best {
 			best, res.Reason = r, st.Reason
 		} else if !ok && best == len(reasonRank) {
 			res.Reason = st.Reason
+		}
+		if ms := c.scaledFor(s, arch); ms != nil {
+			if res.Nodes == nil {
+				res.Nodes = map[v1alpha1.Platform]NodeSource{}
+			}
+			res.Nodes[p] = NodeSource{MachineSet: ms.Name, InstanceType: plan.InstanceTypeOf(ms)}
+		}
+	}
+	if res.Failed {
+		for r, rank := range failedRank {
+			if rank == bestFailed {
+				res.Reason = r
+			}
 		}
 	}
 	if res.Ready {
@@ -346,6 +525,17 @@ func (c *Cluster) Check(ctx context.Context, build *v1alpha1.MultiArchBuild) (Re
 		res.Message = strings.Join(waiting, "; ")
 	}
 	return res, nil
+}
+
+// scaledFor is the operator's MachineSet of arch that is scaled up (the
+// first by name), nil when none is.
+func (c *Cluster) scaledFor(s *snapshot, arch string) *machinev1beta1.MachineSet {
+	for _, ms := range plan.ServingArch(s.machineSets, arch).Ours {
+		if plan.Replicas(ms) > 0 {
+			return ms
+		}
+	}
+	return nil
 }
 
 func firstN(s []string, n int) []string {
@@ -391,7 +581,8 @@ func (c *Cluster) BuildWatches() []source.Source {
 		})
 	}
 	out := []source.Source{
-		source.Kind[client.Object](c.nodeCache, &corev1.Node{}, toBuilds(nodeArch), nodeUsabilityChanged(c.Settings.Tolerations)),
+		source.Kind[client.Object](c.nodeCache, &corev1.Node{}, toBuilds(nodeArch), nodeUsabilityChanged(c.tolerations)),
+		source.Kind[client.Object](c.nodeCache, &v1alpha1.BuildCapacityPolicy{}, toBuilds(anyArch)),
 	}
 	if c.machineCache != nil {
 		out = append(out,
@@ -400,6 +591,9 @@ func (c *Cluster) BuildWatches() []source.Source {
 		)
 		if c.infraServed {
 			out = append(out, source.Kind[client.Object](c.machineCache, &configv1.Infrastructure{}, toBuilds(anyArch)))
+		}
+		if c.cvServed {
+			out = append(out, source.Kind[client.Object](c.machineCache, &configv1.ClusterVersion{}, toBuilds(anyArch)))
 		}
 	}
 	return out
@@ -420,13 +614,13 @@ func machineSetArch(obj client.Object) string {
 
 // nodeUsabilityChanged passes node events that change whether the node can
 // take build pods: kubelet status heartbeats do not.
-func nodeUsabilityChanged(tolerations map[string][]corev1.Toleration) predicate.Predicate {
+func nodeUsabilityChanged(tolerations func() map[string][]corev1.Toleration) predicate.Predicate {
 	usable := func(obj client.Object) bool {
 		n, ok := obj.(*corev1.Node)
 		if !ok {
 			return false
 		}
-		u, _ := plan.NodeUsable(n, tolerations)
+		u, _ := plan.NodeUsable(n, tolerations())
 		return u
 	}
 	return predicate.Funcs{

@@ -24,7 +24,7 @@ func capNode(arch string, ready bool, heartbeat int64, taints ...corev1.Taint) *
 }
 
 func TestNodeEventsPassOnlyWhenUsabilityChanges(t *testing.T) {
-	p := nodeUsabilityChanged(nil)
+	p := nodeUsabilityChanged(func() map[string][]corev1.Toleration { return nil })
 	notReady := corev1.Taint{Key: corev1.TaintNodeNotReady, Effect: corev1.TaintEffectNoSchedule}
 	tests := []struct {
 		name     string

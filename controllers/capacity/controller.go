@@ -4,24 +4,34 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sort"
+	"strings"
 	"time"
 
 	configv1 "github.com/openshift/api/config/v1"
 	machinev1beta1 "github.com/openshift/api/machine/v1beta1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/multiarch-build/multiarch-build-operator/api/v1alpha1"
 	plan "github.com/multiarch-build/multiarch-build-operator/internal/capacity"
+	"github.com/multiarch-build/multiarch-build-operator/internal/capacitypolicy"
 )
 
 // The capacity controller is the only writer of MachineSets. No delete: a
@@ -32,6 +42,7 @@ import (
 // cache and writes are still restricted to --machine-api-namespace. No delete.
 // +kubebuilder:rbac:groups=machine.openshift.io,resources=machinesets,verbs=list;watch;create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=build.multiarch.io,resources=buildcapacitypolicies/status,verbs=patch
 
 // allArchs are the architectures a MultiArchBuild can ask for.
 var allArchs = []string{"amd64", "arm64", "ppc64le", "s390x"}
@@ -59,7 +70,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			handler.EnqueueRequestsFromMapFunc(buildArchs))).
 		WatchesRawSource(source.Kind[client.Object](mgr.GetCache(), &corev1.Node{},
 			handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request { return archRequests(nodeArch(o)) }),
-			nodeUsabilityChanged(r.Settings.Tolerations)))
+			nodeUsabilityChanged(r.tolerations)))
 	if r.machineCache != nil {
 		b = b.WatchesRawSource(source.Kind[client.Object](r.machineCache, &machinev1beta1.MachineSet{},
 			handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
@@ -71,13 +82,54 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 				return archRequests("")
 			}))).
 			WatchesRawSource(source.Kind[client.Object](r.machineCache, &corev1.ConfigMap{},
+				handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request { return archRequests("") }))).
+			WatchesRawSource(source.Kind[client.Object](r.machineCache, &machinev1beta1.Machine{},
+				handler.EnqueueRequestsFromMapFunc(r.machineArch), machineChanged()))
+		if r.cvServed {
+			b = b.WatchesRawSource(source.Kind[client.Object](r.machineCache, &configv1.ClusterVersion{},
 				handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request { return archRequests("") })))
+		}
 		if r.infraServed {
 			b = b.WatchesRawSource(source.Kind[client.Object](r.machineCache, &configv1.Infrastructure{},
 				handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request { return archRequests("") })))
 		}
 	}
+	b = b.WatchesRawSource(source.Kind[client.Object](mgr.GetCache(), &v1alpha1.BuildCapacityPolicy{},
+		handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request { return archRequests("") })))
 	return b.Complete(r)
+}
+
+// machineArch maps a Machine to the architecture of its MachineSet, when
+// that is one of the operator's.
+func (r *Reconciler) machineArch(ctx context.Context, o client.Object) []reconcile.Request {
+	name := o.GetLabels()[plan.LabelMachineSet]
+	if name == "" {
+		return nil
+	}
+	ms := &machinev1beta1.MachineSet{}
+	if err := r.Machines.Get(ctx, client.ObjectKey{Namespace: o.GetNamespace(), Name: name}, ms); err != nil || !plan.IsManaged(ms) {
+		return nil
+	}
+	return archRequests(machineSetArch(ms))
+}
+
+// machineChanged passes Machine events that can change a decision: phase,
+// error or node, creation and deletion (not provider status heartbeats).
+func machineChanged() predicate.Predicate {
+	key := func(o client.Object) string {
+		m, ok := o.(*machinev1beta1.Machine)
+		if !ok {
+			return ""
+		}
+		k := ptr.Deref(m.Status.Phase, "") + "|" + string(ptr.Deref(m.Status.ErrorReason, "")) + "|"
+		if m.Status.NodeRef != nil {
+			k += m.Status.NodeRef.Name
+		}
+		return k
+	}
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool { return key(e.ObjectOld) != key(e.ObjectNew) },
+	}
 }
 
 // archRequests is the request of arch, or of every architecture for "".
@@ -111,8 +163,11 @@ func buildArchs(_ context.Context, o client.Object) []reconcile.Request {
 }
 
 // Reconcile brings the MachineSets of one architecture in line with the
-// demand of every build: ensure they exist when a Managed build needs the
-// architecture and no node has it, then scale each.
+// demand of every build: record Machines that failed and move their
+// MachineSet to the next allowed instance type or zone, ensure MachineSets
+// exist when a Managed build needs the architecture and no node has it,
+// then scale each; last, summarise the architecture in the
+// BuildCapacityPolicy's status.
 func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	arch := req.Name
 	logger := log.FromContext(ctx).WithValues("arch", arch)
@@ -124,28 +179,190 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	demand, err := r.demand(ctx, arch)
+	demand, err := r.demand(ctx, s, arch)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	created, err := r.ensureMachineSets(ctx, s, arch, demand)
+	types := candidates(s.policy, arch, demand.InstanceType)
+	if wrote, err := r.handleFailures(ctx, s, arch, types); err != nil || wrote {
+		// The MachineSet watch brings the architecture back.
+		return reconcile.Result{}, err
+	}
+	created, err := r.ensureMachineSets(ctx, s, arch, demand, types)
 	if err != nil || created {
 		// The MachineSet watch brings the new ones back to be scaled.
 		return reconcile.Result{}, err
 	}
-	return r.scaleMachineSets(ctx, s, arch, demand)
+	res, err := r.scaleMachineSets(ctx, s, arch, demand, types)
+	if err != nil {
+		return res, err
+	}
+	if err := r.reportPolicy(ctx, s, arch); err != nil {
+		return res, err
+	}
+	// A failed instance type is tried again after FailureMemory, and a
+	// Machine without a node fails at the provisioning timeout: look again
+	// then.
+	if next := r.nextDeadline(s, arch); next > 0 && (res.RequeueAfter == 0 || next < res.RequeueAfter) {
+		res.RequeueAfter = next
+	}
+	return res, nil
 }
 
-func (r *Reconciler) demand(ctx context.Context, arch string) (plan.ArchDemand, error) {
+func (r *Reconciler) demand(ctx context.Context, s *snapshot, arch string) (plan.ArchDemand, error) {
 	var list v1alpha1.MultiArchBuildList
 	// Read only: the cached objects are not copied.
 	if err := r.Reader.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 		return plan.ArchDemand{}, fmt.Errorf("list MultiArchBuilds: %w", err)
 	}
-	if d := plan.Demand(list.Items, r.RunName)[arch]; d != nil {
+	opts := plan.DemandOptions{
+		Now:                 r.Clock.Now(),
+		ProvisioningTimeout: s.policy.ProvisioningTimeout,
+		ManagedAllowed: func(b *v1alpha1.MultiArchBuild, a string) bool {
+			// A build asking for a type the policy does not allow gets
+			// nothing made (Check reports CapacityNotAllowed).
+			if ok, _ := capacitypolicy.AllowedInstanceType(s.policy, a, b.Spec.Capacity.InstanceTypes[a]); !ok {
+				return false
+			}
+			return r.managedAllowed(ctx, s.policy, b, a) == ""
+		},
+		InstanceTypeAllowed: func(a, t string) bool {
+			ok, _ := capacitypolicy.AllowedInstanceType(s.policy, a, t)
+			return ok
+		},
+	}
+	if d := plan.DemandAt(list.Items, r.RunName, opts)[arch]; d != nil {
 		return *d, nil
 	}
 	return plan.ArchDemand{}, nil
+}
+
+// handleFailures looks at the Machines of each of the operator's
+// MachineSets of arch. A Machine that Failed (the cloud refused the
+// instance) or has no node after the provisioning timeout marks the
+// MachineSet's instance type as failed in its zone: the MachineSet goes
+// back to 0 (which deletes its Machines) and, when the policy allows
+// another instance type there, takes the next one. A MachineSet whose type
+// failed and is at 0 takes the next type once one is left. It reports
+// whether it wrote.
+func (r *Reconciler) handleFailures(ctx context.Context, s *snapshot, arch string, types []string) (bool, error) {
+	now := r.Clock.Now()
+	wrote := false
+	for _, ms := range plan.ServingArch(s.machineSets, arch).Ours {
+		if plan.InConflict(ms.Annotations, now, r.Conflict) {
+			continue
+		}
+		current := plan.InstanceTypeOf(ms)
+		failures := plan.MachineFailures(plan.MachinesOf(ms, s.machines), now, s.policy.ProvisioningTimeout)
+		failedNow := len(failures) > 0 && !plan.TypeFailed(ms.Annotations, current, now)
+		if !failedNow && !(plan.TypeFailed(ms.Annotations, current, now) && plan.Replicas(ms) > 0) {
+			// Not failing: perhaps move a failed MachineSet at 0 to the
+			// next type.
+			if plan.Replicas(ms) == 0 && plan.TypeFailed(ms.Annotations, current, now) {
+				if next := plan.NextInstanceType(ms.Annotations, candidatesOr(types, current), now); next != "" && next != current {
+					if err := r.switchType(ctx, ms, next); err != nil {
+						return wrote, err
+					}
+					wrote = true
+				}
+			}
+			continue
+		}
+		dec := plan.ScaleDecision{}
+		zero := int32(0)
+		dec.Replicas = &zero
+		dec.Annotations = map[string]*string{}
+		set := func(k, v string) { dec.Annotations[k] = &v }
+		set(plan.AnnotationReplicas, "0")
+		if _, ok := ms.Annotations[plan.AnnotationLastNeeded]; ok {
+			dec.Annotations[plan.AnnotationLastNeeded] = nil
+		}
+		if failedNow {
+			failed := plan.FailedTypes(ms.Annotations)
+			failed[current] = now
+			set(plan.AnnotationFailedTypes, plan.FormatFailedTypes(failed, now))
+			set(plan.AnnotationLastFailure, fmt.Sprintf("%s in %s: %s", current, zoneOf(ms), failures[0]))
+		}
+		if err := r.apply(ctx, ms, dec); err != nil {
+			return wrote, err
+		}
+		wrote = true
+		if failedNow {
+			log.FromContext(ctx).Info("Machine failed; MachineSet scaled back to 0", "machineSet", klog.KObj(ms),
+				"instanceType", current, "failure", failures[0].String())
+			r.Recorder.Eventf(ms, nil, corev1.EventTypeWarning, "MachineFailed", "Scale",
+				"%s; instance type %s is not tried again in this zone for %s; replicas -> 0", failures[0], current, plan.FailureMemory)
+		}
+	}
+	return wrote, nil
+}
+
+// switchType moves a MachineSet at 0 replicas to instance type t.
+func (r *Reconciler) switchType(ctx context.Context, cached *machinev1beta1.MachineSet, t string) error {
+	raw, err := plan.WithInstanceType(cached, t)
+	if err != nil {
+		return err
+	}
+	ms := cached.DeepCopy()
+	ms.Spec.Template.Spec.ProviderSpec.Value = raw
+	patch := client.MergeFromWithOptions(cached, client.MergeFromWithOptimisticLock{})
+	if err := r.Client.Patch(ctx, ms, patch); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("patch MachineSet %s: %w", ms.Name, err)
+	}
+	log.FromContext(ctx).Info("MachineSet moved to the next allowed instance type", "machineSet", klog.KObj(ms),
+		"from", plan.InstanceTypeOf(cached), "to", t)
+	r.Recorder.Eventf(ms, nil, corev1.EventTypeNormal, "InstanceTypeFallback", "Update",
+		"instance type %s failed in this zone; next allowed type: %s", plan.InstanceTypeOf(cached), t)
+	return nil
+}
+
+func zoneOf(ms *machinev1beta1.MachineSet) string {
+	if z := ms.Spec.Template.Spec.ProviderSpec.Value; z != nil {
+		if cfg, err := plan.AWSProviderConfig(ms); err == nil && cfg.Placement.AvailabilityZone != "" {
+			return cfg.Placement.AvailabilityZone
+		}
+		if cfg, err := plan.AzureProviderSpec(ms); err == nil && cfg.Zone != "" {
+			return "zone " + cfg.Zone
+		}
+		if cfg, err := plan.GCPProviderSpec(ms); err == nil && cfg.Zone != "" {
+			return cfg.Zone
+		}
+	}
+	return "its zone"
+}
+
+func candidatesOr(types []string, current string) []string {
+	if len(types) > 0 {
+		return types
+	}
+	return []string{current}
+}
+
+// nextDeadline is how long until a failed type of arch may be tried
+// again, or a Machine without a node reaches the provisioning timeout; 0
+// when neither is pending.
+func (r *Reconciler) nextDeadline(s *snapshot, arch string) time.Duration {
+	now := r.Clock.Now()
+	var next time.Duration
+	consider := func(at time.Time) {
+		if d := at.Sub(now); d > 0 && (next == 0 || d < next) {
+			next = d
+		}
+	}
+	for _, ms := range plan.ServingArch(s.machineSets, arch).Ours {
+		consider(plan.FailedUntil(ms.Annotations, plan.InstanceTypeOf(ms)))
+		if t := s.policy.ProvisioningTimeout; t > 0 {
+			for _, m := range plan.MachinesOf(ms, s.machines) {
+				if m.Status.NodeRef == nil {
+					consider(m.CreationTimestamp.Add(t))
+				}
+			}
+		}
+	}
+	return next
 }
 
 // scaleUp: a Managed build needs arch, no node of it is usable, and no
@@ -164,19 +381,20 @@ func scaleUp(s *snapshot, arch string, d plan.ArchDemand, sets plan.MachineSets)
 
 // ensureMachineSets creates the MachineSets of arch when a Managed build
 // needs one and none can bring a node. A plan that cannot be made (no
-// template, no boot image, not AWS) is not an error of the controller: the
-// builds report it through Check, and a change of MachineSets, the boot
-// images or Infrastructure brings the architecture back.
-func (r *Reconciler) ensureMachineSets(ctx context.Context, s *snapshot, arch string, d plan.ArchDemand) (bool, error) {
+// template, no boot image, unsupported platform) is not an error of the
+// controller: the builds report it through Check, and a change of
+// MachineSets, the boot images or Infrastructure brings the architecture
+// back.
+func (r *Reconciler) ensureMachineSets(ctx context.Context, s *snapshot, arch string, d plan.ArchDemand, types []string) (bool, error) {
 	sets := plan.ServingArch(s.machineSets, arch)
 	if !scaleUp(s, arch, d, sets) {
 		return false, nil
 	}
-	st := plan.Assess(r.view(s, arch, v1alpha1.CapacityManaged))
+	st := plan.Assess(r.view(s, arch, v1alpha1.CapacityManaged, types))
 	if !st.Create {
 		return false, nil
 	}
-	in, err := r.planInput(ctx, s, arch, d.InstanceType)
+	in, err := r.planInput(ctx, s, arch, types)
 	if err != nil {
 		return false, err
 	}
@@ -201,21 +419,34 @@ func (r *Reconciler) ensureMachineSets(ctx context.Context, s *snapshot, arch st
 	return true, nil
 }
 
-// scaleMachineSets applies DecideScale to each of the operator's MachineSets
-// of arch, spreading Settings.MachineSetReplicas over them.
-func (r *Reconciler) scaleMachineSets(ctx context.Context, s *snapshot, arch string, d plan.ArchDemand) (reconcile.Result, error) {
+// scaleMachineSets applies DecideScale to each of the operator's
+// MachineSets of arch, spreading the architecture's replicas (the smaller
+// of --machineset-replicas and the policy's maxReplicas) over those whose
+// instance type has not failed in their zone, in the order Eligible gives.
+func (r *Reconciler) scaleMachineSets(ctx context.Context, s *snapshot, arch string, d plan.ArchDemand, types []string) (reconcile.Result, error) {
 	sets := plan.ServingArch(s.machineSets, arch)
 	up := scaleUp(s, arch, d, sets)
+	now := r.Clock.Now()
+	eligible := plan.Eligible(sets.Ours, types, now)
+	total := min(r.Settings.MachineSetReplicas, s.policy.Arch(arch).MaxReplicas)
+	if total < 0 {
+		total = 0
+	}
 	var requeue time.Duration
-	for i, ms := range sets.Ours {
+	for _, ms := range sets.Ours {
+		i := slices.Index(eligible, ms)
+		target := int32(0)
+		if i >= 0 {
+			target = plan.Share(total, i, len(eligible))
+		}
 		dec := plan.DecideScale(plan.ScaleInput{
-			Now:         r.Clock.Now(),
+			Now:         now,
 			Replicas:    plan.Replicas(ms),
-			Target:      plan.Share(r.Settings.MachineSetReplicas, i, len(sets.Ours)),
-			ScaleUp:     up,
-			Needed:      d.Builds > 0,
+			Target:      target,
+			ScaleUp:     up && i >= 0,
+			Needed:      d.Builds > 0 && i >= 0,
 			Annotations: ms.Annotations,
-			IdleTimeout: r.Settings.MachineSetIdleTimeout,
+			IdleTimeout: s.policy.IdleTimeout,
 			Conflict:    r.Conflict,
 		})
 		if dec.RequeueAfter > 0 && (requeue == 0 || dec.RequeueAfter < requeue) {
@@ -229,6 +460,61 @@ func (r *Reconciler) scaleMachineSets(ctx context.Context, s *snapshot, arch str
 		}
 	}
 	return reconcile.Result{RequeueAfter: requeue}, nil
+}
+
+// reportPolicy writes arch's summary into the BuildCapacityPolicy's status
+// when it changed (nothing when there is no policy object, or nothing
+// changed: a no-op reconcile writes nothing).
+func (r *Reconciler) reportPolicy(ctx context.Context, s *snapshot, arch string) error {
+	obj := s.policyObj
+	if obj == nil {
+		return nil
+	}
+	sets := plan.ServingArch(s.machineSets, arch)
+	sum := v1alpha1.ArchitectureCapacityStatus{Arch: v1alpha1.Architecture(arch), ReadyNodes: int32(len(s.usable[arch]))}
+	var last *metav1.Time
+	for _, ms := range sets.Ours {
+		sum.MachineSets = append(sum.MachineSets, ms.Name)
+		sum.Replicas += plan.Replicas(ms)
+		if t, ok := ms.Annotations[plan.AnnotationLastScale]; ok {
+			if at, err := time.Parse(time.RFC3339, t); err == nil && (last == nil || at.After(last.Time)) {
+				last = &metav1.Time{Time: at}
+			}
+		}
+	}
+	sum.LastScaleTime = last
+	if len(sum.MachineSets) == 0 && sum.ReadyNodes == 0 && !slices.Contains(s.policy.ArchNames(), arch) {
+		return nil // an architecture nobody uses or configures is not listed
+	}
+	updated := obj.DeepCopy()
+	st := &updated.Status
+	found := false
+	for i := range st.Architectures {
+		if st.Architectures[i].Arch == sum.Arch {
+			st.Architectures[i], found = sum, true
+		}
+	}
+	if !found {
+		st.Architectures = append(st.Architectures, sum)
+		sort.Slice(st.Architectures, func(i, j int) bool { return st.Architectures[i].Arch < st.Architectures[j].Arch })
+	}
+	cond := metav1.Condition{Type: "Applied", Status: metav1.ConditionTrue, Reason: "Applied", ObservedGeneration: obj.Generation,
+		Message: "the capacity controller applies this policy"}
+	if len(s.policy.Problems) > 0 {
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "InvalidFields", strings.Join(s.policy.Problems, "; ")
+	}
+	meta.SetStatusCondition(&st.Conditions, cond)
+	st.ObservedGeneration = obj.Generation
+	if equality.Semantic.DeepEqual(obj.Status, updated.Status) {
+		return nil
+	}
+	if err := r.Client.Status().Patch(ctx, updated, client.MergeFromWithOptions(obj, client.MergeFromWithOptimisticLock{})); err != nil {
+		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+			return nil // the watch brings it back
+		}
+		return fmt.Errorf("patch BuildCapacityPolicy status: %w", err)
+	}
+	return nil
 }
 
 // apply writes a scale decision with a merge patch guarded by the
@@ -250,6 +536,9 @@ func (r *Reconciler) apply(ctx context.Context, cached *machinev1beta1.MachineSe
 	}
 	if dec.Replicas != nil {
 		ms.Spec.Replicas = dec.Replicas
+		if *dec.Replicas != before {
+			ms.Annotations[plan.AnnotationLastScale] = r.Clock.Now().UTC().Format(time.RFC3339)
+		}
 	}
 	patch := client.MergeFromWithOptions(cached, client.MergeFromWithOptimisticLock{})
 	if err := r.Client.Patch(ctx, ms, patch); err != nil {

@@ -117,7 +117,7 @@ func newCapFixture(t *testing.T, env *testenv.Env) *capFixture {
 	f.r = &Reconciler{
 		Cluster: &Cluster{
 			Reader: oc, Machines: oc, MachineAPI: true, Settings: s, Clock: f.clk,
-			Conflict: plan.DefaultConflictPolicy, RunName: pipeline.RunName,
+			Conflict: plan.DefaultConflictPolicy, RunName: pipeline.RunName, cvServed: true,
 		},
 		Client: oc, Recorder: f.rec,
 	}
@@ -371,7 +371,7 @@ func TestCapacityOnOpenShiftAWS(t *testing.T) {
 			t.Fatalf("replicas %v, want Settings.MachineSetReplicas=1", ms.Spec.Replicas)
 		}
 		res = f.check(b)
-		if res.Ready || res.Reason != v1alpha1.ReasonProvisioningNodes || !strings.Contains(res.Waiting[v1alpha1.PlatformLinuxARM64], name+" (0/1 ready)") {
+		if res.Ready || res.Reason != v1alpha1.ReasonProvisioningNodes || !strings.Contains(res.Waiting[v1alpha1.PlatformLinuxARM64], name+" (m6g.xlarge, 0/1 ready)") {
 			t.Fatalf("while scaling: %+v", res)
 		}
 
@@ -679,7 +679,7 @@ func TestCapacityOnOpenShiftAWS(t *testing.T) {
 		f.must(err)
 		cc, err := NewCluster(mgr, settings.Default())
 		f.must(err)
-		if !cc.MachineAPI || len(cc.BuildWatches()) != 4 {
+		if !cc.MachineAPI || len(cc.BuildWatches()) != 6 {
 			t.Fatalf("MachineAPI %v, %d build watches", cc.MachineAPI, len(cc.BuildWatches()))
 		}
 		f.must(Setup(mgr, cc))
@@ -717,7 +717,7 @@ func TestCapacityOnOpenShiftAWS(t *testing.T) {
 		f.must(f.c.Get(f.ctx, types.NamespacedName{Namespace: capBuildNS, Name: "htop"}, b))
 		waitFor("Check to see the MachineSet", func() bool {
 			res, err := cc.Check(ctx, b)
-			return err == nil && strings.Contains(res.Waiting[v1alpha1.PlatformLinuxARM64], name+" (0/1 ready)")
+			return err == nil && strings.Contains(res.Waiting[v1alpha1.PlatformLinuxARM64], name+" (") && strings.Contains(res.Waiting[v1alpha1.PlatformLinuxARM64], ", 0/1 ready)")
 		})
 		if ours, _ := f.machineSets("arm64"); len(ours) != 1 {
 			t.Errorf("%d MachineSets", len(ours))
@@ -762,7 +762,7 @@ func TestCapacityOnVanillaKubernetesOnlyReports(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cc.MachineAPI || len(cc.BuildWatches()) != 1 {
+	if cc.MachineAPI || len(cc.BuildWatches()) != 2 {
 		t.Fatalf("MachineAPI %v, %d build watches: no MachineSet watch on vanilla Kubernetes", cc.MachineAPI, len(cc.BuildWatches()))
 	}
 	if err := Setup(mgr, cc); err != nil {

@@ -3,6 +3,8 @@ package capacity
 import (
 	"context"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/multiarch-build/multiarch-build-operator/api/v1alpha1"
@@ -39,4 +41,20 @@ type Result struct {
 	// cluster admin acts (for example an architecture no MachineSet can serve
 	// and no node has): the build reports it and does not requeue on a timer.
 	Terminal bool
+	// Failed is true when the build cannot get a node at all (every
+	// allowed instance type failed in every zone, or the provisioning
+	// timeout passed): the build fails with Reason.
+	Failed bool
+	// Nodes names, for each waiting platform, the operator's MachineSet
+	// scaled up for it, for status.platforms[].nodeWait.
+	Nodes map[v1alpha1.Platform]NodeSource
+	// Tolerations per architecture for the build pods, from the
+	// BuildCapacityPolicy; nil when there is none (the flags apply).
+	Tolerations map[string][]corev1.Toleration
+}
+
+// NodeSource is where a platform's node is to come from.
+type NodeSource struct {
+	MachineSet   string
+	InstanceType string
 }

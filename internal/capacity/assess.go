@@ -71,6 +71,15 @@ type View struct {
 	Sets       MachineSets
 	Now        time.Time
 	Conflict   ConflictPolicy
+	// Candidates are the instance types the operator may use for Arch, in
+	// order (the build's allowed override, else the policy's default and
+	// fallbacks); a MachineSet whose type failed in its zone moves to the
+	// next (see Eligible, NextInstanceType).
+	Candidates []string
+	// SingleArchPayload: ClusterVersion says the release payload is not
+	// multi-architecture, so only nodes of ControlPlaneArch can join.
+	SingleArchPayload bool
+	ControlPlaneArch  string
 }
 
 // Status is the capacity of one architecture, as a CapacityReady reason.
@@ -80,6 +89,9 @@ type Status struct {
 	Message string
 	// Terminal: waiting does not help until an admin or the user acts.
 	Terminal bool
+	// Failed: the cloud refused every instance type in every zone the
+	// policy allows (Reason ProvisioningFailed): the build fails.
+	Failed bool
 	// Create: the capacity controller should create MachineSets (call
 	// PlanMachineSets); the reason is then ProvisioningNodes unless the plan
 	// fails.
@@ -103,15 +115,38 @@ func Assess(v View) Status {
 					v.Arch, ms.Namespace, ms.Name, conflictUntil(ms, v.Conflict))}
 		}
 	}
+	if v.SingleArchPayload && v.ControlPlaneArch != "" && v.Arch != v.ControlPlaneArch {
+		return Status{Reason: v1alpha1.ReasonUnsupportedPlatform, Terminal: true,
+			Message: fmt.Sprintf("no usable %s node, and none can join: the cluster runs a single-architecture (%s) release payload (ClusterVersion version status.desired.architecture is not Multi); migrate the cluster to the multi-architecture payload (oc adm upgrade --to-multi-arch) before adding %s nodes", v.Arch, v.ControlPlaneArch, v.Arch)}
+	}
+	var failures []string
+	exhausted := len(v.Sets.Ours) > 0
+	for _, ms := range v.Sets.Ours {
+		if f := ms.Annotations[AnnotationLastFailure]; f != "" && TypeFailed(ms.Annotations, InstanceTypeOf(ms), v.Now) {
+			failures = append(failures, f)
+		}
+		if NextInstanceType(ms.Annotations, candidatesOr(v.Candidates, InstanceTypeOf(ms)), v.Now) != "" {
+			exhausted = false
+		}
+	}
+	if exhausted && len(failures) > 0 {
+		return Status{Reason: v1alpha1.ReasonProvisioningFailed, Terminal: true, Failed: true,
+			Message: fmt.Sprintf("no %s node could be provisioned: every allowed instance type (%s) failed in every zone: %s; the operator scaled its MachineSets back to 0 and tries again after %s",
+				v.Arch, strings.Join(candidatesOr(v.Candidates), ", "), strings.Join(failures, "; "), FailureMemory)}
+	}
+	failed := ""
+	if len(failures) > 0 {
+		failed = "; earlier: " + strings.Join(failures, "; ")
+	}
 	var scaling []string
 	for _, ms := range append(append([]*machinev1beta1.MachineSet{}, v.Sets.Ours...), v.Sets.Foreign...) {
 		if r := Replicas(ms); r > 0 {
-			scaling = append(scaling, fmt.Sprintf("%s (%d/%d ready)", ms.Name, ms.Status.ReadyReplicas, r))
+			scaling = append(scaling, fmt.Sprintf("%s (%s, %d/%d ready)", ms.Name, InstanceTypeOf(ms), ms.Status.ReadyReplicas, r))
 		}
 	}
 	if len(scaling) > 0 {
 		return Status{Reason: v1alpha1.ReasonProvisioningNodes,
-			Message: fmt.Sprintf("waiting for %s nodes from MachineSet %s", v.Arch, strings.Join(scaling, ", "))}
+			Message: fmt.Sprintf("waiting for %s nodes from MachineSet %s%s", v.Arch, strings.Join(scaling, ", "), failed)}
 	}
 	noNode := fmt.Sprintf("no Ready, schedulable node with %s", nodeLabel)
 	if !v.MachineAPI {
@@ -140,7 +175,7 @@ func Assess(v View) Status {
 			names[i] = ms.Name
 		}
 		return Status{Reason: v1alpha1.ReasonProvisioningNodes,
-			Message: fmt.Sprintf("scaling up MachineSet %s for %s nodes", strings.Join(names, ", "), v.Arch)}
+			Message: fmt.Sprintf("scaling up MachineSet %s for %s nodes%s", strings.Join(names, ", "), v.Arch, failed)}
 	}
 	return Status{Reason: v1alpha1.ReasonProvisioningNodes, Create: true,
 		Message: fmt.Sprintf("creating a MachineSet for %s nodes", v.Arch)}
@@ -156,4 +191,13 @@ func first(s []string, n int) []string {
 		return append(append([]string{}, s[:n]...), "...")
 	}
 	return s
+}
+
+// candidatesOr is candidates, or the given current types when the policy
+// names none (any type the MachineSet has is then the only candidate).
+func candidatesOr(candidates []string, current ...string) []string {
+	if len(candidates) > 0 {
+		return candidates
+	}
+	return current
 }

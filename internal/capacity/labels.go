@@ -13,6 +13,8 @@ const (
 	AnnotationLastNeeded = "build.multiarch.io/last-needed"
 	// AnnotationReplicas is the replica count the operator last wrote.
 	AnnotationReplicas = "build.multiarch.io/replicas"
+	// AnnotationLastScale is when the operator last changed the replicas.
+	AnnotationLastScale = "build.multiarch.io/last-scale"
 	// AnnotationCorrections counts the times the operator had to write
 	// replicas again after someone else changed them, since
 	// AnnotationCorrectionsSince.
