@@ -2,6 +2,7 @@ package capacity
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	machinev1beta1 "github.com/openshift/api/machine/v1beta1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -21,9 +23,14 @@ import (
 	"github.com/multiarch-build/multiarch-build-operator/internal/testenv"
 )
 
-// The AWS actuator's message when EC2 has no capacity of a type in a zone
-// (RunInstances InsufficientInstanceCapacity), as a Failed Machine shows it.
-const insufficient = "error launching instance: We currently do not have sufficient %s capacity in the Availability Zone you requested (%s). Our system will be working on provisioning additional capacity."
+func capRawStatus(t *testing.T, st *machinev1beta1.AWSMachineProviderStatus) *runtime.RawExtension {
+	t.Helper()
+	raw, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &runtime.RawExtension{Raw: raw}
+}
 
 // policy creates or replaces the BuildCapacityPolicy cluster.
 func (f *capFixture) policy(spec v1alpha1.BuildCapacityPolicySpec) {
@@ -88,11 +95,22 @@ func TestCapacityFailuresAndPolicy(t *testing.T) {
 		if a, bb := f.getSet(zoneA), f.getSet(zoneB); ptr.Deref(a.Spec.Replicas, -1) != 1 || ptr.Deref(bb.Spec.Replicas, -1) != 0 || plan.InstanceTypeOf(a) != "m6g.xlarge" {
 			t.Fatalf("before the failure: %s=%v %s=%v", zoneA, a.Spec.Replicas, zoneB, bb.Spec.Replicas)
 		}
-		f.machine(f.getSet(zoneA), zoneA+"-x1", strings.ReplaceAll(strings.ReplaceAll(insufficient, "%s", "m6g.xlarge"), "(m6g.xlarge)", "(eu-west-3a)"))
+		// InsufficientInstanceCapacity is a CreateError: the Machine stays
+		// Provisioning with the error in its provider status.
+		m := &machinev1beta1.Machine{ObjectMeta: metav1.ObjectMeta{Namespace: capMachineNS, Name: zoneA + "-x1",
+			Labels: map[string]string{plan.LabelMachineSet: zoneA}}}
+		m.Spec = f.getSet(zoneA).Spec.Template.Spec
+		f.must(f.c.Create(f.ctx, m))
+		m.Status.Phase = ptr.To("Provisioning")
+		m.Status.ProviderStatus = capRawStatus(t, &machinev1beta1.AWSMachineProviderStatus{Conditions: []metav1.Condition{{
+			Type: string(machinev1beta1.MachineCreation), Status: metav1.ConditionFalse, Reason: machinev1beta1.MachineCreationFailedConditionReason,
+			Message:            "error creating EC2 instance: InsufficientInstanceCapacity: We currently do not have sufficient m6g.xlarge capacity in the Availability Zone you requested (eu-west-3a).",
+			LastTransitionTime: metav1.Now()}}})
+		f.must(f.c.Status().Update(f.ctx, m))
 		f.reconcile("arm64")
 		a := f.getSet(zoneA)
 		if ptr.Deref(a.Spec.Replicas, -1) != 0 || !strings.Contains(a.Annotations[plan.AnnotationFailedTypes], "m6g.xlarge=") ||
-			!strings.Contains(a.Annotations[plan.AnnotationLastFailure], "CreateError") {
+			!strings.Contains(a.Annotations[plan.AnnotationLastFailure], "MachineCreationFailed") {
 			t.Fatalf("failed zone not scaled back and recorded: replicas %v annotations %v", a.Spec.Replicas, a.Annotations)
 		}
 		if ev := strings.Join(f.events(), "\n"); !strings.Contains(ev, "MachineFailed") || !strings.Contains(ev, "sufficient m6g.xlarge capacity") {

@@ -29,6 +29,12 @@ test-e2e-olm: ## End-to-end, OLM pass: the operator installed from bundle/ as OL
 	MAB_OPERATOR_MODE=olm go test -tags 'e2e olm' ./test/e2e/ -v -count=1 -timeout 20m \
 	  -run 'TestOLM|TestOperatorRunsInClusterAsItsCSVIdentity|TestOpenShiftAdmissionIsOn|TestMetricsEndpointServesAuthenticatedScrapers'
 
+.PHONY: test-e2e-capacity
+test-e2e-capacity: ## End-to-end, capacity pass: amd64 node only, arm64 from the local Machine API (hack/machinesim): scale from zero, a zone without capacity, back to zero, a build failed with the Machine's error.
+	hack/cluster/build.sh
+	MAB_ARM64_NODE=machine go test -tags 'e2e capacity' ./test/e2e/ -v -count=1 -timeout 20m \
+	  -run 'TestCapacity|TestMetricsEndpointServesAuthenticatedScrapers'
+
 .PHONY: test-argocd-full
 test-argocd-full: ## Opt-in, not in CI: Argo CD's application controller and repo server (built once, minutes) sync a MultiArchBuild from git and judge it with docs/gitops.md's health check.
 	hack/argocd/full/run.sh

@@ -3,6 +3,7 @@ package capacity
 import (
 	"encoding/json"
 	"fmt"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sort"
 	"strings"
@@ -80,6 +81,14 @@ func MachineFailures(machines []*machinev1beta1.Machine, now time.Time, provisio
 				f.Message = *m.Status.ErrorMessage
 			}
 			out = append(out, f)
+		case m.Status.NodeRef == nil && creationFailed(m) != nil:
+			// The AWS actuator's CreateError (InsufficientInstanceCapacity,
+			// a quota) is not terminal: the Machine stays Provisioning and
+			// is retried, with the cloud's error in the MachineCreation
+			// condition of its provider status. Waiting would not bring a
+			// node from this zone soon: the next zone or type is tried.
+			c := creationFailed(m)
+			out = append(out, MachineFailure{Machine: m.Name, Reason: c.Reason, Message: c.Message})
 		case m.Status.NodeRef == nil && provisioningTimeout > 0 && now.Sub(m.CreationTimestamp.Time) >= provisioningTimeout:
 			out = append(out, MachineFailure{Machine: m.Name, Reason: "ProvisioningTimeout",
 				Message: fmt.Sprintf("no node %s after the Machine was created (phase %s)", provisioningTimeout, orNone(phase))})
@@ -218,4 +227,23 @@ func Eligible(ours []*machinev1beta1.MachineSet, candidates []string, now time.T
 		return out[i].Name < out[j].Name
 	})
 	return out
+}
+
+// creationFailed is the MachineCreation condition of an AWS Machine's
+// provider status when it is False (the last launch failed), else nil.
+func creationFailed(m *machinev1beta1.Machine) *metav1.Condition {
+	if m.Status.ProviderStatus == nil || len(m.Status.ProviderStatus.Raw) == 0 {
+		return nil
+	}
+	var st machinev1beta1.AWSMachineProviderStatus
+	if err := json.Unmarshal(m.Status.ProviderStatus.Raw, &st); err != nil {
+		return nil
+	}
+	for i := range st.Conditions {
+		c := &st.Conditions[i]
+		if c.Type == string(machinev1beta1.MachineCreation) && c.Status == metav1.ConditionFalse {
+			return c
+		}
+	}
+	return nil
 }
