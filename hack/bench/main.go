@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	tektonv1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
@@ -36,6 +37,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/multiarch-build/multiarch-build-operator/api/v1alpha1"
 	"github.com/multiarch-build/multiarch-build-operator/internal/pipeline"
@@ -43,12 +45,24 @@ import (
 )
 
 func main() {
-	builds := flag.Int("builds", 500, "MultiArchBuilds created at once")
+	builds := flag.Int("builds", 500, "MultiArchBuilds created at once (-capacity: the largest stage; stages are 0, builds/10 and builds)")
 	parallel := flag.Int("parallel", 50, "concurrent creates")
 	managerArgs := flag.String("manager-args", "", "extra arguments for the manager")
 	managerEnv := flag.String("manager-env", "", "extra environment of the manager, e.g. GOGC=50")
+	capacityMode := flag.Bool("capacity", false, "benchmark the capacity controller instead (capacity.go): scale-up latency, writes of reconciles with nothing to do, memory with 0, builds/10 and builds builds")
+	namespaces := flag.Int("namespaces", 100, "-capacity: namespaces the builds are spread over")
+	reps := flag.Int("reps", 1, "-capacity: repetitions, each on a fresh API server")
 	flag.Parse()
-	if err := run(*builds, *parallel, strings.Fields(*managerArgs), strings.Fields(*managerEnv)); err != nil {
+	// The benchmark's own controller-runtime clients log nothing.
+	ctrllog.SetLogger(logr.Discard())
+	var err error
+	if *capacityMode {
+		err = runCapacity(capacityOptions{builds: *builds, namespaces: *namespaces, parallel: *parallel, reps: *reps,
+			extra: strings.Fields(*managerArgs), extraEnv: strings.Fields(*managerEnv)})
+	} else {
+		err = run(*builds, *parallel, strings.Fields(*managerArgs), strings.Fields(*managerEnv))
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -62,11 +76,9 @@ func run(n, parallel int, extra, extraEnv []string) error {
 	}
 	defer os.RemoveAll(tmp)
 
-	manager := filepath.Join(tmp, "manager")
-	build := exec.Command("go", "build", "-o", manager, ".")
-	build.Dir, build.Stdout, build.Stderr = testenv.RepoRoot(), os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("build the manager: %w", err)
+	manager, err := buildManager(tmp)
+	if err != nil {
+		return err
 	}
 
 	env, err := testenv.StartE(testenv.Ours, testenv.Tekton)
@@ -115,19 +127,11 @@ func run(n, parallel int, extra, extraEnv []string) error {
 		}
 	}
 
-	kubeconfig := filepath.Join(tmp, "kubeconfig")
-	if err := writeKubeconfig(env.Config, kubeconfig); err != nil {
+	mgr, logFile, err := startManager(manager, tmp, env.Config, append([]string{"--metrics-bind-address=0"}, extra...), extraEnv)
+	if err != nil {
 		return err
 	}
-	args := append([]string{"--kubeconfig=" + kubeconfig, "--metrics-bind-address=0", "--health-probe-bind-address=0"}, extra...)
-	mgr := exec.Command(manager, args...)
-	logFile, _ := os.Create(filepath.Join(os.TempDir(), fmt.Sprintf("mab-bench-manager-%d.log", time.Now().Unix())))
-	mgr.Stdout, mgr.Stderr = logFile, logFile
-	mgr.Env = append(os.Environ(), extraEnv...)
-	if err := mgr.Start(); err != nil {
-		return err
-	}
-	defer func() { _ = mgr.Process.Kill(); _, _ = mgr.Process.Wait() }()
+	defer stopManager(mgr)
 
 	// Warm up: one build in another namespace, so the manager is running.
 	if err := c.Create(ctx, newBuild("warmup", "warmup")); err != nil {
@@ -315,6 +319,41 @@ func run(n, parallel int, extra, extraEnv []string) error {
 	return nil
 }
 
+// buildManager compiles the manager (main.go, the operator's real setup)
+// into dir.
+func buildManager(dir string) (string, error) {
+	manager := filepath.Join(dir, "manager")
+	build := exec.Command("go", "build", "-o", manager, ".")
+	build.Dir, build.Stdout, build.Stderr = testenv.RepoRoot(), os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return "", fmt.Errorf("build the manager: %w", err)
+	}
+	return manager, nil
+}
+
+// startManager runs the manager as its own process (so that its memory is
+// its own) against cfg's API server, logging to a file under TMPDIR.
+func startManager(manager, dir string, cfg *rest.Config, args, extraEnv []string) (*exec.Cmd, *os.File, error) {
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	if err := writeKubeconfig(cfg, kubeconfig); err != nil {
+		return nil, nil, err
+	}
+	args = append([]string{"--kubeconfig=" + kubeconfig, "--health-probe-bind-address=0"}, args...)
+	mgr := exec.Command(manager, args...)
+	logFile, err := os.CreateTemp("", fmt.Sprintf("mab-bench-manager-%d-*.log", time.Now().Unix()))
+	if err != nil {
+		return nil, nil, err
+	}
+	mgr.Stdout, mgr.Stderr = logFile, logFile
+	mgr.Env = append(os.Environ(), extraEnv...)
+	if err := mgr.Start(); err != nil {
+		return nil, nil, err
+	}
+	return mgr, logFile, nil
+}
+
+func stopManager(mgr *exec.Cmd) { _ = mgr.Process.Kill(); _, _ = mgr.Process.Wait() }
+
 func newBuild(ns, name string) *v1alpha1.MultiArchBuild {
 	return &v1alpha1.MultiArchBuild{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
@@ -410,17 +449,26 @@ func rssSplit(pid int) string {
 }
 
 func vmHWM(pid int) string {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return "unknown"
-	}
-	for _, l := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(l, "VmHWM:") {
-			kb, _ := strconv.Atoi(strings.Fields(l)[1])
-			return fmt.Sprintf("%.1f MiB", float64(kb)/1024)
-		}
+	if v := procStatusMiB(pid, "VmHWM"); v >= 0 {
+		return fmt.Sprintf("%.1f MiB", v)
 	}
 	return "unknown"
+}
+
+// procStatusMiB is a kB field of /proc/PID/status (VmHWM, VmRSS, ...) in
+// MiB, or -1.
+func procStatusMiB(pid int, key string) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(l, key+":") {
+			kb, _ := strconv.Atoi(strings.Fields(l)[1])
+			return float64(kb) / 1024
+		}
+	}
+	return -1
 }
 
 // cpuTimes reads the CPU seconds of the manager and of the control plane
