@@ -253,18 +253,23 @@ func (r *MultiArchBuildReconciler) clock() time.Time {
 
 // ---- capacity --------------------------------------------------------------
 
-// ensureCapacity asks the capacity checker, only while the run of this
-// generation does not exist yet: afterwards the answer changes nothing.
+// ensureCapacity asks the capacity checker while the run of this
+// generation does not exist yet, and, once it runs, for the platforms whose
+// build pod has not started: a node seen a moment before it went away (a
+// stale cache, a node drained at that instant) must not leave a run
+// waiting forever for a node no zone can give.
 func (r *MultiArchBuildReconciler) ensureCapacity(ctx context.Context, s *buildScope) error {
 	run, err := r.currentRun(ctx, s)
 	if err != nil {
 		return err
 	}
-	if run != nil || s.outcome.Deleted {
+	if s.outcome.Deleted {
 		return nil
 	}
 	if r.Capacity == nil {
-		s.setCondition(capacityCondition(nil))
+		if run == nil {
+			s.setCondition(capacityCondition(nil))
+		}
 		return nil
 	}
 	if c := meta.FindStatusCondition(s.before.Conditions, v1alpha1.ConditionSucceeded); c != nil && c.Status == metav1.ConditionFalse &&
@@ -274,9 +279,22 @@ func (r *MultiArchBuildReconciler) ensureCapacity(ctx context.Context, s *buildS
 		// This run already failed for want of a node: it stays failed
 		// until a new generation or rebuild token asks for another run.
 		s.outcome.CreateErr, s.outcome.CreateReason = errors.New(c.Message), c.Reason
+		s.blocked = append(s.blocked, v1alpha1.ConditionCapacityReady)
 		return nil
 	}
-	res, err := r.Capacity.Check(ctx, s.build)
+	checked := s.build
+	if run != nil {
+		if runFinished(run) || run.Spec.Status != "" {
+			return nil
+		}
+		waiting := r.platformsWithoutPod(s)
+		if len(waiting) == 0 {
+			return nil
+		}
+		checked = s.build.DeepCopy()
+		checked.Spec.Platforms = waiting
+	}
+	res, err := r.Capacity.Check(ctx, checked)
 	if err != nil {
 		return fmt.Errorf("check capacity for %s: %w", klog.KObj(s.build), err)
 	}
@@ -284,11 +302,42 @@ func (r *MultiArchBuildReconciler) ensureCapacity(ctx context.Context, s *buildS
 	s.setCondition(capacityCondition(&res))
 	if res.Failed {
 		s.outcome.CreateErr, s.outcome.CreateReason = errors.New(res.Message), res.Reason
+		if run != nil {
+			return r.cancelForCapacity(ctx, s, run, res.Reason)
+		}
 		return nil
 	}
 	if !res.Ready && !res.Terminal {
 		s.requeue(min(backoff(r.clock(), s.build.Status.Conditions, v1alpha1.ConditionCapacityReady), time.Minute))
 	}
+	return nil
+}
+
+// platformsWithoutPod are the platforms of the current run (as the last
+// status saw it) that are still Waiting: their build pod has not started.
+func (r *MultiArchBuildReconciler) platformsWithoutPod(s *buildScope) []v1alpha1.Platform {
+	if lr := s.before.LatestRun; lr == nil || lr.Name != s.runName {
+		return nil
+	}
+	var out []v1alpha1.Platform
+	for _, p := range s.before.Platforms {
+		if p.State == v1alpha1.PlatformWaiting {
+			out = append(out, p.Platform)
+		}
+	}
+	return out
+}
+
+// cancelForCapacity cancels the current run (its cleanup still runs) when
+// a platform it waits for can get no node.
+func (r *MultiArchBuildReconciler) cancelForCapacity(ctx context.Context, s *buildScope, run *tektonv1.PipelineRun, reason string) error {
+	base := run.DeepCopy()
+	run.Spec.Status = tektonv1.PipelineRunSpecStatusCancelledRunFinally
+	if err := r.Client.Patch(ctx, run, client.MergeFrom(base)); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("cancel PipelineRun %s: %w", klog.KObj(run), err)
+	}
+	r.Recorder.Eventf(s.build, run, corev1.EventTypeWarning, "RunCancelled", "Cancel",
+		"cancelled PipelineRun %s: %s", run.Name, reason)
 	return nil
 }
 
