@@ -41,4 +41,5 @@ echo "unit+envtest: ${passed} passed, ${failed} failed, ${skipped} skipped"
 if [ -d test/e2e ]; then
   make test-e2e
   make test-e2e-olm
+  make test-e2e-capacity
 fi

@@ -466,11 +466,9 @@ func (c *Cluster) Check(ctx context.Context, build *v1alpha1.MultiArchBuild) (Re
 			}
 		}
 		if notAllowed != "" {
-			st = plan.Assess(c.view(s, arch, v1alpha1.CapacityUnmanaged, nil))
-			if !st.Ready && st.Terminal && st.Reason == v1alpha1.ReasonNoNodes {
-				st.Reason = v1alpha1.ReasonCapacityNotAllowed
-				st.Message = fmt.Sprintf("no usable %s node, and the operator may not create one for this build: %s", arch, notAllowed)
-			}
+			// No usable node, and none may be made for this build.
+			st = plan.Status{Reason: v1alpha1.ReasonCapacityNotAllowed, Terminal: true,
+				Message: fmt.Sprintf("no usable %s node, and the operator may not create one for this build: %s", arch, notAllowed)}
 		} else {
 			st, err = c.assess(ctx, s, arch, policy, candidates(s.policy, arch, override))
 			if err != nil {

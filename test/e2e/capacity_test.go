@@ -237,6 +237,35 @@ func TestCapacityScaleFromZeroAndBack(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 	}
+	// A tenant asking for an instance type the admin did not allow is
+	// refused with the allowed list (config/policy's admission policy does
+	// it at create time where installed; test/policy proves that on a real
+	// API server; here the operator's own check).
+	b3 := newBuild(ns, "greedy", url, "e2e/capacity")
+	b3.Spec.Capacity.InstanceTypes = map[string]string{"arm64": "m6g.16xlarge"}
+	if err := kc.Create(ctx, b3); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(time.Minute)
+	for {
+		cur := &v1alpha1.MultiArchBuild{}
+		if err := kc.Get(ctx, client.ObjectKeyFromObject(b3), cur); err != nil {
+			t.Fatal(err)
+		}
+		c := apimeta.FindStatusCondition(cur.Status.Conditions, v1alpha1.ConditionCapacityReady)
+		if c != nil && c.Reason == v1alpha1.ReasonCapacityNotAllowed {
+			if !strings.Contains(c.Message, "m6g.16xlarge") || !strings.Contains(c.Message, "allowed for arm64: m6g.xlarge") {
+				t.Errorf("refusal does not name the type and the allowed list: %s", c.Message)
+			}
+			t.Logf("SUMMARY: capacity disallowed instance type: %s", c.Message)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no CapacityNotAllowed for a disallowed instance type: %+v", cur.Status.Conditions)
+		}
+		time.Sleep(time.Second)
+	}
+
 	deadline = time.Now().Add(time.Minute)
 	for {
 		sets, _ := ourArm64Sets(ctx, c)
