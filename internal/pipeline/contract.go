@@ -25,8 +25,11 @@ const (
 
 // PipelineRun results the controller reads (status.results of the run):
 //   - IMAGE_DIGEST: digest of the pushed manifest list (OCI index), sha256:...
-//   - IMAGE_URL: the pushed manifest list by digest, repository@sha256:... (the
-//     tag is dropped: the digest names exactly what was built, the tag may move)
+//   - IMAGE_URL: the repository of the pushed manifest list, without tag or
+//     digest: IMAGE_URL@IMAGE_DIGEST names exactly what was built (the tag may
+//     move). Tekton Chains' type hint: it reads the pair as IMAGE_URL@IMAGE_DIGEST,
+//     so a digest in IMAGE_URL would make the reference unparsable and the
+//     list would go unsigned
 //   - COMMIT: the full Git commit SHA that was built
 //   - ArchDigestResult(arch): digest of each platform's image manifest, as
 //     pushed by its build task and listed in the pushed index

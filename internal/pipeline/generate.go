@@ -226,7 +226,7 @@ func (g *generator) pipelineSpec() *tektonv1.PipelineSpec {
 
 	spec.Results = []tektonv1.PipelineResult{
 		pipelineResult(ResultImageDigest, "Digest of the pushed manifest list.", TaskPush, ResultImageDigest),
-		pipelineResult(ResultImageURL, "The pushed manifest list, repository@digest.", TaskPush, ResultImageURL),
+		pipelineResult(ResultImageURL, "Repository of the pushed manifest list (IMAGE_URL@IMAGE_DIGEST names it).", TaskPush, ResultImageURL),
 		pipelineResult(ResultCommit, "Git commit that was built.", TaskClone, ResultCommit),
 	}
 	for _, pl := range p.platforms {
@@ -565,7 +565,7 @@ func (g *generator) pushTask(builds []string) tektonv1.PipelineTask {
 				Params:      paramSpecs,
 				Results: []tektonv1.TaskResult{
 					{Name: ResultImageDigest, Type: tektonv1.ResultsTypeString, Description: "Digest of the pushed manifest list."},
-					{Name: ResultImageURL, Type: tektonv1.ResultsTypeString, Description: "The pushed manifest list, repository@digest."},
+					{Name: ResultImageURL, Type: tektonv1.ResultsTypeString, Description: "Repository of the pushed manifest list (IMAGE_URL@IMAGE_DIGEST names it)."},
 				},
 				Volumes: volumes,
 				Steps:   []tektonv1.Step{step},

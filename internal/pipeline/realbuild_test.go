@@ -477,7 +477,7 @@ func checkPushedIndex(t *testing.T, reg *registry.Registry, repo, tag string, re
 	if m.HeaderDigest != m.Digest {
 		t.Errorf("registry Docker-Content-Digest %s != sha256 of the body %s", m.HeaderDigest, m.Digest)
 	}
-	if want := reg.Host + "/" + repo + "@" + m.Digest; results[ResultImageURL] != want {
+	if want := reg.Host + "/" + repo; results[ResultImageURL] != want {
 		t.Errorf("IMAGE_URL = %q, want %q", results[ResultImageURL], want)
 	}
 	t.Logf("%s:%s is a %s of %d bytes, sha256 %s", repo, tag, m.MediaType, len(m.Body), m.Digest)

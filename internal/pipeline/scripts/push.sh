@@ -12,7 +12,8 @@
 #   IMAGE_DIGEST_<ARCH>        digest of each platform's image (ARCH upper case),
 #                              the IMAGE_DIGEST result of its build task
 #   RESULT_IMAGE_DIGEST        file receiving the manifest list digest
-#   RESULT_IMAGE_URL           file receiving REPOSITORY@digest
+#   RESULT_IMAGE_URL           file receiving REPOSITORY (Tekton Chains reads
+#                              the list as IMAGE_URL@IMAGE_DIGEST)
 #   RESULT_ERROR               file receiving why the step failed (see lib.sh)
 # Arguments: the platforms, e.g. linux/amd64 linux/arm64, in the order the
 # list names them (the same spec gives the same list, byte for byte).
@@ -66,5 +67,5 @@ digest="$(cat "$tmp/digest")"
 [[ "$digest" =~ ^sha256:[a-f0-9]{64}$ ]] || fail "buildah wrote no valid digest: '$digest'"
 
 printf '%s' "$digest" > "$RESULT_IMAGE_DIGEST"
-printf '%s@%s' "$REPOSITORY" "$digest" > "$RESULT_IMAGE_URL"
+printf '%s' "$REPOSITORY" > "$RESULT_IMAGE_URL"
 echo "push: pushed $REPOSITORY@$digest"
