@@ -73,6 +73,22 @@ func run(m *testing.M) int {
 	if state == "" {
 		state = "/var/tmp/mab-cluster"
 	}
+	// One e2e run at a time on the shared local cluster: each restarts the
+	// operator at its start and stops it at its end, which would pull the
+	// operator from under another run.
+	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "mab-e2e.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		logf("lock: %v", err)
+		return 1
+	}
+	defer lock.Close()
+	if syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+		logf("another e2e run holds %s: waiting for it", lock.Name())
+		if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+			logf("lock: %v", err)
+			return 1
+		}
+	}
 	wasUp := exec.Command(filepath.Join(repoRoot, "hack/cluster/kubectl.sh"), "get", "--raw", "/readyz").Run() == nil
 	logf("cluster already up: %v", wasUp)
 
@@ -116,7 +132,6 @@ func run(m *testing.M) int {
 		return 1
 	}
 	logf("cluster ready in %s", time.Since(start).Round(time.Second))
-	var err error
 	if cfg, err = readEnv(filepath.Join(state, "env")); err != nil {
 		logf("%v", err)
 		return 1
