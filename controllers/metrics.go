@@ -26,8 +26,13 @@ var (
 		Help:    "Time builds waited for a node of an architecture (CapacityReady False to True).",
 		Buckets: []float64{1, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600},
 	}, []string{"arch"})
+	platformPhase = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "multiarchbuild_platform_phase_seconds",
+		Help:    "Phases of each platform's build (status.platforms[].timings: waiting, installing, building, pushing), by architecture; observed once per run, when it finishes. Platforms a retry reused are not observed.",
+		Buckets: []float64{1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600},
+	}, []string{"arch", "phase"})
 )
 
 func init() {
-	metrics.Registry.MustRegister(buildsStarted, buildsFinished, buildDuration, capacityWait)
+	metrics.Registry.MustRegister(buildsStarted, buildsFinished, buildDuration, capacityWait, platformPhase)
 }

@@ -106,6 +106,9 @@ type buildScope struct {
 	runs        []tektonv1.PipelineRun // every run of this build
 	taskRuns    []tektonv1.TaskRun     // TaskRuns of the current run
 	nodes       map[string]string      // arch -> node of the build pod
+	// retry, when set, makes the run to create a retry of the last run
+	// (annotation build.multiarch.io/retry-failed; resolveRetry).
+	retry *pipeline.Retry
 
 	stop         bool
 	requeueAfter time.Duration

@@ -37,6 +37,14 @@ func transitions(before, after []metav1.Condition) []transition {
 	if c, ok := changed(v1alpha1.ConditionCapacityReady); ok && c.Status == metav1.ConditionFalse {
 		out = append(out, transition{corev1.EventTypeNormal, c.Reason, c.Message})
 	}
+	if c, ok := changed(v1alpha1.ConditionRetry); ok {
+		switch c.Status {
+		case metav1.ConditionTrue:
+			out = append(out, transition{corev1.EventTypeNormal, c.Reason, c.Message})
+		case metav1.ConditionFalse:
+			out = append(out, transition{corev1.EventTypeWarning, c.Reason, c.Message})
+		}
+	}
 	if c, ok := changed(v1alpha1.ConditionSucceeded); ok {
 		switch c.Status {
 		case metav1.ConditionTrue:
@@ -62,6 +70,7 @@ func (r *MultiArchBuildReconciler) recordTransitions(s *buildScope) {
 			if lr := s.build.Status.LatestRun; lr != nil && lr.StartTime != nil && lr.CompletionTime != nil {
 				buildDuration.WithLabelValues(c.Reason).Observe(lr.CompletionTime.Sub(lr.StartTime.Time).Seconds())
 			}
+			observePlatformPhases(s.build.Status.Platforms)
 		}
 	}
 	// Time waiting for capacity, per architecture, when it becomes ready.
@@ -71,6 +80,21 @@ func (r *MultiArchBuildReconciler) recordTransitions(s *buildScope) {
 		waited := r.clock().Sub(b.LastTransitionTime.Time).Seconds()
 		for _, p := range s.build.Spec.Platforms {
 			capacityWait.WithLabelValues(p.Arch()).Observe(waited)
+		}
+	}
+}
+
+// observePlatformPhases records the phases of every platform the finished
+// run built (not those it reused) in multiarchbuild_platform_phase_seconds.
+func observePlatformPhases(platforms []v1alpha1.PlatformStatus) {
+	for _, p := range platforms {
+		if p.ReusedFrom != "" {
+			continue
+		}
+		for name, ph := range timingPhases(p.Timings) {
+			if ph != nil && ph.Seconds != nil {
+				platformPhase.WithLabelValues(p.Platform.Arch(), name).Observe(float64(*ph.Seconds))
+			}
 		}
 	}
 }

@@ -3,6 +3,8 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	tektonv1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
@@ -34,9 +36,14 @@ func (r *MultiArchBuildReconciler) observeRun(ctx context.Context, s *buildScope
 			return fmt.Errorf("list TaskRuns of %s: %w", klog.KObj(run), err)
 		}
 		s.taskRuns = list.Items
-		s.outcome.FailedTask = failedTask(s.taskRuns)
-		st.LatestRun = &v1alpha1.RunReference{Name: run.Name, Generation: s.build.Generation,
-			StartTime: run.Status.StartTime, CompletionTime: run.Status.CompletionTime}
+		s.outcome.FailedTask, s.outcome.FailedTaskName = failedTaskOf(s.taskRuns)
+		gen := s.build.Generation
+		if g, err := strconv.ParseInt(run.Labels[pipeline.LabelGeneration], 10, 64); err == nil {
+			gen = g // a run kept current by a refused retry may be of an older generation
+		}
+		st.LatestRun = &v1alpha1.RunReference{Name: run.Name, Generation: gen,
+			StartTime: run.Status.StartTime, CompletionTime: run.Status.CompletionTime,
+			Revision: runRevision(run, s.taskRuns), RetryOf: run.Annotations[pipeline.AnnotationRetryOf]}
 		if err := r.findNodes(ctx, s); err != nil {
 			return err
 		}
@@ -50,6 +57,10 @@ func (r *MultiArchBuildReconciler) observeRun(ctx context.Context, s *buildScope
 	}
 	st.Platforms = platformStatuses(s.build, run, s.taskRuns, waiting, s.nodes)
 	r.recordNodeWaits(s)
+	st.BuildSeconds = buildSecondsSummary(st.Platforms)
+	if run != nil && s.outcome.FailedTaskName == pipeline.TaskCheckReused && succeeded.Status == metav1.ConditionFalse {
+		s.setRetry(metav1.ConditionFalse, v1alpha1.ReasonReusedImageMissing, succeeded.Message)
+	}
 	if run != nil && succeeded.Status == metav1.ConditionTrue {
 		res := runResults(run)
 		if d := res[pipeline.ResultImageDigest]; d != "" {
@@ -151,4 +162,24 @@ func (r *MultiArchBuildReconciler) recordNodeWaits(s *buildScope) {
 		}
 		p.NodeWait = w
 	}
+}
+
+// runRevision is the commit a run cloned: its COMMIT result, else its clone
+// TaskRun's (a run that failed after the clone has no pipeline results on
+// every Tekton version).
+func runRevision(run *tektonv1.PipelineRun, taskRuns []tektonv1.TaskRun) string {
+	if c := runResults(run)[pipeline.ResultCommit]; c != "" {
+		return c
+	}
+	for _, tr := range taskRuns {
+		if tr.Labels["tekton.dev/pipelineTask"] != pipeline.TaskClone {
+			continue
+		}
+		for _, r := range tr.Status.Results {
+			if r.Name == pipeline.ResultCommit {
+				return strings.TrimSpace(r.Value.StringVal)
+			}
+		}
+	}
+	return ""
 }

@@ -40,6 +40,9 @@ func (r *MultiArchBuildReconciler) currentRun(ctx context.Context, s *buildScope
 			s.runs = append(s.runs, list.Items[i])
 		}
 	}
+	if err := r.resolveRetry(ctx, s); err != nil {
+		return nil, err
+	}
 	for i := range s.runs {
 		if s.runs[i].Name == s.runName {
 			s.outcome.Run = &s.runs[i]
@@ -99,7 +102,7 @@ func (r *MultiArchBuildReconciler) ensureRun(ctx context.Context, s *buildScope)
 		// The BuildCapacityPolicy's tolerations replace the flags'.
 		cfg.Tolerations = s.capacityRes.Tolerations
 	}
-	run, err := pipeline.Generate(pipeline.Input{Build: s.build, Settings: cfg, WorkspaceClaim: storage.ClaimName(s.build)})
+	run, err := pipeline.Generate(pipeline.Input{Build: s.build, Settings: cfg, WorkspaceClaim: storage.ClaimName(s.build), Retry: s.retry})
 	if err != nil {
 		s.outcome.CreateErr, s.outcome.CreateReason = err, v1alpha1.ReasonInvalidSpec
 		return nil // the user must change the spec; the generation change re-queues
@@ -137,6 +140,9 @@ func (r *MultiArchBuildReconciler) ensureRun(ctx context.Context, s *buildScope)
 		buildsStarted.Inc()
 		r.expect.add(s.build.Namespace, s.runName)
 		logger(ctx).V(1).Info("started run", "pipelineRun", klog.KObj(run))
+	}
+	if s.retry != nil {
+		s.setRetry(metav1.ConditionTrue, v1alpha1.ReasonRetryStarted, retryStartedMessage(run.Name, s.build, s.retry))
 	}
 	s.outcome.Run = run
 	return nil

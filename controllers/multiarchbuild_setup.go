@@ -132,15 +132,17 @@ func (r *MultiArchBuildReconciler) SetupWithManager(ctx context.Context, mgr ctr
 	return mgr.Add(r.tekton)
 }
 
-// rebuildTokenChanged passes updates that change the rebuild annotation: a
-// new token is a new run of the same generation.
+// rebuildTokenChanged passes updates that change the rebuild or the
+// retry-failed annotation: a new token is a new run of the same generation.
 func rebuildTokenChanged() predicate.Predicate {
 	return predicate.Funcs{
 		CreateFunc:  func(event.CreateEvent) bool { return false },
 		DeleteFunc:  func(event.DeleteEvent) bool { return false },
 		GenericFunc: func(event.GenericEvent) bool { return false },
 		UpdateFunc: func(e event.UpdateEvent) bool {
-			return e.ObjectOld.GetAnnotations()[v1alpha1.RebuildAnnotation] != e.ObjectNew.GetAnnotations()[v1alpha1.RebuildAnnotation]
+			o, n := e.ObjectOld.GetAnnotations(), e.ObjectNew.GetAnnotations()
+			return o[v1alpha1.RebuildAnnotation] != n[v1alpha1.RebuildAnnotation] ||
+				o[v1alpha1.RetryFailedAnnotation] != n[v1alpha1.RetryFailedAnnotation]
 		},
 	}
 }

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"unicode/utf8"
@@ -127,6 +128,8 @@ type runOutcome struct {
 	CreateReason string
 	// FailedTask names the first failed pipeline task and its message.
 	FailedTask string
+	// FailedTaskName is that pipeline task's name.
+	FailedTaskName string
 }
 
 // succeededCondition is Succeeded: the latest run, in Tekton's words.
@@ -153,6 +156,9 @@ func succeededCondition(o runOutcome) metav1.Condition {
 			c.Status, c.Reason, c.Message = metav1.ConditionTrue, v1alpha1.ReasonRunSucceeded, fmt.Sprintf("PipelineRun %s succeeded", o.Run.Name)
 		case tc.Status == corev1.ConditionFalse:
 			c.Status, c.Reason = metav1.ConditionFalse, failureReason(tc.Reason)
+			if o.FailedTaskName == pipeline.TaskCheckReused && c.Reason == v1alpha1.ReasonRunFailed {
+				c.Reason = v1alpha1.ReasonReusedImageMissing
+			}
 			c.Message = fmt.Sprintf("PipelineRun %s: %s", o.Run.Name, tc.Message)
 			if o.FailedTask != "" {
 				c.Message = fmt.Sprintf("PipelineRun %s: %s (%s)", o.Run.Name, o.FailedTask, tc.Message)
@@ -180,6 +186,12 @@ func failureReason(tekton string) string {
 
 // failedTask names the first failed TaskRun of a run, by pipeline task name.
 func failedTask(taskRuns []tektonv1.TaskRun) string {
+	s, _ := failedTaskOf(taskRuns)
+	return s
+}
+
+// failedTaskOf is failedTask and the failed pipeline task's name.
+func failedTaskOf(taskRuns []tektonv1.TaskRun) (string, string) {
 	var failed []string
 	msgs := map[string]string{}
 	for _, tr := range taskRuns {
@@ -192,13 +204,13 @@ func failedTask(taskRuns []tektonv1.TaskRun) string {
 		msgs[name] = failureMessage(tr, c)
 	}
 	if len(failed) == 0 {
-		return ""
+		return "", ""
 	}
 	sort.Strings(failed)
 	if m := msgs[failed[0]]; m != "" {
-		return fmt.Sprintf("task %s failed: %s", failed[0], m)
+		return fmt.Sprintf("task %s failed: %s", failed[0], m), failed[0]
 	}
-	return fmt.Sprintf("task %s failed", failed[0])
+	return fmt.Sprintf("task %s failed", failed[0]), failed[0]
 }
 
 // platformStatuses reports each requested platform from the run's TaskRuns
@@ -212,8 +224,10 @@ func platformStatuses(build *v1alpha1.MultiArchBuild, run *tektonv1.PipelineRun,
 		}
 	}
 	var results map[string]string
+	var reused map[v1alpha1.Platform]pipeline.Reuse
 	if run != nil {
 		results = runResults(run)
+		reused = reusedPlatforms(run)
 	}
 	out := make([]v1alpha1.PlatformStatus, 0, len(build.Spec.Platforms))
 	for _, p := range build.Spec.Platforms {
@@ -224,8 +238,19 @@ func platformStatuses(build *v1alpha1.MultiArchBuild, run *tektonv1.PipelineRun,
 			out = append(out, ps)
 			continue
 		}
+		if u, ok := reused[p]; ok {
+			// Listed again by this retry, not rebuilt.
+			ps.State, ps.Digest, ps.ReusedFrom, ps.NodeName = v1alpha1.PlatformBuilt, u.Digest, u.Run, ""
+			out = append(out, ps)
+			continue
+		}
 		ps.State, ps.Message = archState(byArch[arch])
+		ps.Timings = platformTimings(arch, byArch[arch])
 		ps.Digest = results[pipeline.ArchDigestResult(arch)]
+		if ps.Digest == "" {
+			// A failed run may lack pipeline results: the build task's own.
+			ps.Digest = builtDigest(arch, byArch[arch])
+		}
 		if ps.Digest != "" {
 			ps.State = v1alpha1.PlatformBuilt
 		}
@@ -236,6 +261,27 @@ func platformStatuses(build *v1alpha1.MultiArchBuild, run *tektonv1.PipelineRun,
 	}
 	return out
 }
+
+// builtDigest is the IMAGE_DIGEST result of the platform's succeeded build
+// TaskRun, "" without one.
+func builtDigest(arch string, trs []tektonv1.TaskRun) string {
+	for _, tr := range trs {
+		if tr.Labels["tekton.dev/pipelineTask"] != pipeline.BuildTaskName(arch) {
+			continue
+		}
+		if c := tr.Status.GetCondition(apis.ConditionSucceeded); c == nil || c.Status != corev1.ConditionTrue {
+			return ""
+		}
+		for _, r := range tr.Status.Results {
+			if d := strings.TrimSpace(r.Value.StringVal); r.Name == pipeline.ResultImageDigest && digestRE.MatchString(d) {
+				return d
+			}
+		}
+	}
+	return ""
+}
+
+var digestRE = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
 
 // archState folds the TaskRuns of one architecture (a build task, and an
 // install task for NodeJS) into one state.

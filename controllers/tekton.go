@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -162,14 +163,16 @@ func tektonCacheOptions(mgr manager.Manager, namespaces []string) cache.Options 
 
 // slimTektonObject drops from cached runs what the controller never reads:
 // the inline pipeline and task specs (tens of kilobytes per run, and Tekton
-// copies them again into status) and managedFields. Only spec.status is
-// kept, to know whether a run was cancelled. Cached objects are never
+// copies them again into status), managedFields, annotations other than the
+// operator's own (a retry run's reused images) and of each step's status
+// all but its name and times (status.platforms[].timings). Only spec.status
+// is kept, to know whether a run was cancelled. Cached objects are never
 // written back whole: cancelling is a merge patch of spec.status alone.
 func slimTektonObject(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *tektonv1.PipelineRun:
 		o.ManagedFields = nil
-		o.Annotations = nil
+		o.Annotations = ourAnnotations(o.Annotations)
 		o.Spec = tektonv1.PipelineRunSpec{Status: o.Spec.Status}
 		o.Status.PipelineSpec = nil
 		o.Status.Provenance = nil
@@ -179,13 +182,46 @@ func slimTektonObject(obj any) (any, error) {
 		o.Annotations = nil
 		o.Spec = tektonv1.TaskRunSpec{}
 		o.Status.TaskSpec = nil
-		o.Status.Steps = nil
+		o.Status.Steps = slimSteps(o.Status.Steps)
 		o.Status.Sidecars = nil
 		o.Status.Provenance = nil
 		o.Status.SpanContext = nil
 		o.Status.Artifacts = nil
 	}
 	return obj, nil
+}
+
+// ourAnnotations keeps the build.multiarch.io/ annotations (the operator's,
+// set when it created the run); nil without any.
+func ourAnnotations(in map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range in {
+		if strings.HasPrefix(k, "build.multiarch.io/") {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// slimSteps keeps of each step's status its name and container state times.
+func slimSteps(in []tektonv1.StepState) []tektonv1.StepState {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make([]tektonv1.StepState, len(in))
+	for i, st := range in {
+		out[i] = tektonv1.StepState{Name: st.Name, Container: st.Container}
+		if r := st.Running; r != nil {
+			out[i].Running = &corev1.ContainerStateRunning{StartedAt: r.StartedAt}
+		}
+		if t := st.Terminated; t != nil {
+			out[i].Terminated = &corev1.ContainerStateTerminated{ExitCode: t.ExitCode, StartedAt: t.StartedAt, FinishedAt: t.FinishedAt}
+		}
+	}
+	return out
 }
 
 // cacheRunnable puts the Tekton cache in the manager's cache group: it

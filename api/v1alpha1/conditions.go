@@ -21,6 +21,11 @@ const (
 	// ConditionSucceeded mirrors the latest PipelineRun: Unknown while it runs,
 	// True when pushed, False with Tekton's reason and the failing task.
 	ConditionSucceeded = "Succeeded"
+	// ConditionRetry says what became of the latest request of the
+	// annotation build.multiarch.io/retry-failed: True when its run was
+	// started, Unknown while the last run still runs, False when refused.
+	// It is not part of Ready: a refused retry leaves the last verdict as is.
+	ConditionRetry = "Retry"
 )
 
 // Condition reasons. CamelCase, stable: users and tools match on them.
@@ -94,4 +99,15 @@ const (
 	ReasonRunDeleted      = "PipelineRunDeleted"
 	ReasonRunCreateFailed = "PipelineRunCreateFailed"
 	ReasonInvalidSpec     = "InvalidSpec"
+	// ReasonReusedImageMissing: the check-reused task of a retry run found
+	// a reused per-platform image gone from the registry (or unreadable
+	// with the push credentials); nothing was built. Also on Retry.
+	ReasonReusedImageMissing = "ReusedImageMissing"
+
+	// Retry
+	ReasonRetryStarted     = "RetryStarted"
+	ReasonRetryWaiting     = "RetryWaiting"
+	ReasonNothingToRetry   = "NothingToRetry"
+	ReasonSpecChanged      = "SpecChanged"
+	ReasonRetryNotPossible = "RetryNotPossible"
 )

@@ -12,6 +12,16 @@ import (
 // generation: kubectl annotate --overwrite mab/NAME build.multiarch.io/rebuild=$(date +%s)
 const RebuildAnnotation = "build.multiarch.io/rebuild"
 
+// RetryFailedAnnotation, set to any new value, starts a run that rebuilds
+// only the platforms the last run did not build, from that run's commit, and
+// pushes a manifest list of the new digests and the reused digests of the
+// platforms it had built:
+// kubectl annotate --overwrite mab/NAME build.multiarch.io/retry-failed=$(date +%s)
+// A value is used once: every run records the value it was created under,
+// and a value equal to the last run's asks for nothing. The condition
+// Retry says what became of the request.
+const RetryFailedAnnotation = "build.multiarch.io/retry-failed"
+
 // StrategyType names how the sources become an image.
 // +kubebuilder:validation:Enum=Containerfile;NodeJS;Maven
 type StrategyType string
@@ -395,6 +405,12 @@ type MultiArchBuildStatus struct {
 	// image is the pushed manifest list by digest: repository@sha256:...
 	// +optional
 	Image string `json:"image,omitempty"`
+
+	// buildSeconds summarises the building phase of each platform in the
+	// current run, e.g. "amd64=95s arm64=130s" ("reused" for a platform a
+	// retry did not rebuild); the wide column of kubectl get.
+	// +optional
+	BuildSeconds string `json:"buildSeconds,omitempty"`
 }
 
 // RunReference points at one PipelineRun.
@@ -409,6 +425,14 @@ type RunReference struct {
 	// completionTime of the run.
 	// +optional
 	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+	// revision is the Git commit the run cloned, as soon as its clone task
+	// reports it (also for a run that failed later: a retry builds from it).
+	// +optional
+	Revision string `json:"revision,omitempty"`
+	// retryOf is the run whose failed platforms this run rebuilds (annotation
+	// build.multiarch.io/retry-failed); empty for a full run.
+	// +optional
+	RetryOf string `json:"retryOf,omitempty"`
 }
 
 // PlatformStatus is the build of one platform.
@@ -432,6 +456,50 @@ type PlatformStatus struct {
 	// when a node was there from the start.
 	// +optional
 	NodeWait *NodeWait `json:"nodeWait,omitempty"`
+	// reusedFrom is the run that built this platform's image when the
+	// current run, a retry (annotation build.multiarch.io/retry-failed),
+	// did not rebuild it but listed its digest again.
+	// +optional
+	ReusedFrom string `json:"reusedFrom,omitempty"`
+	// timings are the phases of this platform's build in the current run,
+	// from its TaskRuns' start, completion and step times. Absent for a
+	// reused platform.
+	// +optional
+	Timings *PlatformTimings `json:"timings,omitempty"`
+}
+
+// PlatformTimings are the phases of one platform's build, each from Tekton's
+// TaskRun status.
+type PlatformTimings struct {
+	// waiting is from the creation of the platform's first TaskRun
+	// (install-<arch> for NodeJS, else build-<arch>) until its first step
+	// runs: scheduling, image pulls, init containers.
+	// +optional
+	Waiting *PhaseTiming `json:"waiting,omitempty"`
+	// installing is the install step of install-<arch> (NodeJS only).
+	// +optional
+	Installing *PhaseTiming `json:"installing,omitempty"`
+	// building is the build step of build-<arch> until it starts pushing
+	// (the whole step when it did not get that far).
+	// +optional
+	Building *PhaseTiming `json:"building,omitempty"`
+	// pushing is the build step from the start of its push by digest (the
+	// task's PUSH_STARTED result) until the step ended.
+	// +optional
+	Pushing *PhaseTiming `json:"pushing,omitempty"`
+}
+
+// PhaseTiming is one phase: when it started, when it ended, how long it took.
+type PhaseTiming struct {
+	// start of the phase.
+	// +required
+	Start metav1.Time `json:"start"`
+	// end of the phase; absent while it lasts.
+	// +optional
+	End *metav1.Time `json:"end,omitempty"`
+	// seconds is end - start in whole seconds, once end is set.
+	// +optional
+	Seconds *int64 `json:"seconds,omitempty"`
 }
 
 // NodeWait is one platform's wait for a node, for one run.
@@ -470,6 +538,8 @@ type NodeWait struct {
 // +kubebuilder:printcolumn:name="Image",type=string,JSONPath=`.spec.output.image`
 // +kubebuilder:printcolumn:name="Digest",type=string,JSONPath=`.status.digest`
 // +kubebuilder:printcolumn:name="Platforms",type=string,JSONPath=`.spec.platforms`
+// +kubebuilder:printcolumn:name="Build-Seconds",type=string,JSONPath=`.status.buildSeconds`,priority=1
+// +kubebuilder:printcolumn:name="Run",type=string,JSONPath=`.status.latestRun.name`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="metadata.name must be at most 63 characters: it labels the build's PipelineRuns and TaskRuns, and label values are limited to 63"
 type MultiArchBuild struct {

@@ -50,6 +50,10 @@ const (
 	ResultCommit          = "COMMIT"
 	ResultSourceDateEpoch = "SOURCE_DATE_EPOCH"
 	ResultError           = "ERROR"
+	// ResultPushStarted is written by build-<arch> when its push by digest
+	// starts: seconds since the epoch. It splits the build step into the
+	// building and pushing phases of status.platforms[].timings.
+	ResultPushStarted = "PUSH_STARTED"
 )
 
 // MaxErrorLen bounds the ERROR result, in bytes.
@@ -67,6 +71,8 @@ type Input struct {
 	Settings settings.Settings
 	// WorkspaceClaim is the name of the ReadWriteMany PVC shared by the tasks.
 	WorkspaceClaim string
+	// Retry, when set, makes a retry run: see Retry.
+	Retry *Retry
 }
 
 // Names of the pipeline tasks. The controller finds a platform's TaskRun by

@@ -108,9 +108,10 @@ func (g *generator) pipelineRun() *tektonv1.PipelineRun {
 	pr := &tektonv1.PipelineRun{
 		TypeMeta: metav1.TypeMeta{APIVersion: "tekton.dev/v1", Kind: "PipelineRun"},
 		ObjectMeta: metav1.ObjectMeta{
-			Name:      p.runName,
-			Namespace: p.namespace,
-			Labels:    b,
+			Name:        p.runName,
+			Namespace:   p.namespace,
+			Labels:      b,
+			Annotations: g.annotations(),
 		},
 		Spec: tektonv1.PipelineRunSpec{
 			PipelineSpec: g.pipelineSpec(),
@@ -198,12 +199,19 @@ func (g *generator) pipelineSpec() *tektonv1.PipelineSpec {
 		spec.Params = append(spec.Params, arrayParamSpec(paramGoals, "Maven goals and options, one argument each (spec.strategy.maven.goals)."))
 	}
 
-	spec.Tasks = append(spec.Tasks, g.cloneTask())
-	if p.strategy == v1alpha1.StrategyMaven {
+	clone := g.cloneTask()
+	if reused := p.reusedPlatforms(); len(reused) > 0 {
+		// A retry checks first that the images it lists again are still
+		// there: nothing is built when one is gone.
+		spec.Tasks = append(spec.Tasks, g.checkReusedTask(reused))
+		clone.RunAfter = []string{TaskCheckReused}
+	}
+	spec.Tasks = append(spec.Tasks, clone)
+	if p.strategy == v1alpha1.StrategyMaven && len(p.built) > 0 {
 		spec.Tasks = append(spec.Tasks, g.mavenTask())
 	}
 	var builds []string
-	for _, pl := range p.platforms {
+	for _, pl := range p.built {
 		arch := pl.Arch()
 		switch p.strategy {
 		case v1alpha1.StrategyNodeJS:
@@ -229,7 +237,7 @@ func (g *generator) pipelineSpec() *tektonv1.PipelineSpec {
 		pipelineResult(ResultImageURL, "Repository of the pushed manifest list (IMAGE_URL@IMAGE_DIGEST names it).", TaskPush, ResultImageURL),
 		pipelineResult(ResultCommit, "Git commit that was built.", TaskClone, ResultCommit),
 	}
-	for _, pl := range p.platforms {
+	for _, pl := range p.built {
 		name := ArchDigestResult(pl.Arch())
 		spec.Results = append(spec.Results, pipelineResult(name, fmt.Sprintf("Digest of the %s image manifest.", pl), BuildTaskName(pl.Arch()), ResultImageDigest))
 	}
@@ -239,7 +247,7 @@ func (g *generator) pipelineSpec() *tektonv1.PipelineSpec {
 // taskRunSpecs pins every arch-bound task to nodes of its architecture.
 func (g *generator) taskRunSpecs() []tektonv1.PipelineTaskRunSpec {
 	var specs []tektonv1.PipelineTaskRunSpec
-	for _, pl := range g.p.platforms {
+	for _, pl := range g.p.built {
 		arch := pl.Arch()
 		var names []string
 		if g.p.strategy == v1alpha1.StrategyNodeJS {
@@ -315,7 +323,7 @@ func (g *generator) prepareStep() tektonv1.Step {
 	// Only NodeJS builds use per-architecture directories (their copies).
 	var arches []string
 	if g.p.strategy == v1alpha1.StrategyNodeJS {
-		for _, pl := range g.p.platforms {
+		for _, pl := range g.p.built {
 			arches = append(arches, pl.Arch())
 		}
 	}
@@ -472,6 +480,7 @@ func (g *generator) buildTask(pl v1alpha1.Platform, after string) tektonv1.Pipel
 			env("REGISTRY_AUTH_DIR", ""),
 			env("RESULT_IMAGE_DIGEST", "$(results."+ResultImageDigest+".path)"),
 			env("RESULT_IMAGE_URL", "$(results."+ResultImageURL+".path)"),
+			env("RESULT_PUSH_STARTED", "$(results."+ResultPushStarted+".path)"),
 		}, buildahEnv()...),
 		VolumeMounts:     mounts,
 		SecurityContext:  buildahContext(),
@@ -505,6 +514,7 @@ func (g *generator) buildTask(pl v1alpha1.Platform, after string) tektonv1.Pipel
 				Results: []tektonv1.TaskResult{
 					{Name: ResultImageDigest, Type: tektonv1.ResultsTypeString, Description: fmt.Sprintf("Digest of the pushed %s image manifest.", pl)},
 					{Name: ResultImageURL, Type: tektonv1.ResultsTypeString, Description: "Repository the image was pushed to by digest (untagged)."},
+					{Name: ResultPushStarted, Type: tektonv1.ResultsTypeString, Description: "When the push by digest started, seconds since the epoch (the end of the building phase)."},
 				},
 				Volumes: volumes,
 				Steps:   []tektonv1.Step{step},
@@ -534,8 +544,15 @@ func (g *generator) pushTask(builds []string) tektonv1.PipelineTask {
 	for _, pl := range p.platforms {
 		arch := pl.Arch()
 		name := ArchDigestResult(arch)
-		params = append(params, stringParam(name, "$(tasks."+BuildTaskName(arch)+".results."+ResultImageDigest+")"))
-		paramSpecs = append(paramSpecs, stringParamSpec(name, fmt.Sprintf("Digest of the %s image, pushed by %s.", pl, BuildTaskName(arch))))
+		if u, ok := g.reuse(pl); ok {
+			// Not rebuilt by this retry: the digest the earlier run pushed,
+			// checked by check-reused.
+			params = append(params, stringParam(name, u.Digest))
+			paramSpecs = append(paramSpecs, stringParamSpec(name, fmt.Sprintf("Digest of the %s image, reused from run %s.", pl, u.Run)))
+		} else {
+			params = append(params, stringParam(name, "$(tasks."+BuildTaskName(arch)+".results."+ResultImageDigest+")"))
+			paramSpecs = append(paramSpecs, stringParamSpec(name, fmt.Sprintf("Digest of the %s image, pushed by %s.", pl, BuildTaskName(arch))))
+		}
 		vars = append(vars, env(name, "$(params."+name+")"))
 		args = append(args, string(pl))
 	}
@@ -554,6 +571,9 @@ func (g *generator) pushTask(builds []string) tektonv1.PipelineTask {
 	if p.pushSecret != "" {
 		volumes = append(volumes, mountSecret(&step, "REGISTRY_AUTH_DIR", volPushSecret, mountPushSecret, p.pushSecret))
 	}
+	if len(builds) == 0 {
+		builds = []string{TaskClone} // a retry that only lists the reused images again
+	}
 	return tektonv1.PipelineTask{
 		Name:     TaskPush,
 		RunAfter: builds,
@@ -569,6 +589,57 @@ func (g *generator) pushTask(builds []string) tektonv1.PipelineTask {
 				},
 				Volumes: volumes,
 				Steps:   []tektonv1.Step{step},
+			},
+		},
+	}
+}
+
+func (g *generator) reuse(pl v1alpha1.Platform) (Reuse, bool) {
+	if g.p.retry == nil {
+		return Reuse{}, false
+	}
+	u, ok := g.p.retry.Reused[pl]
+	return u, ok
+}
+
+// checkReusedTask reads the manifest of every image a retry lists again,
+// with the push credentials: the operator reads no Secret, so the registry
+// is asked from the run. Arguments are triples platform digest run, values
+// the plan validated (a digest, a run name, a platform).
+func (g *generator) checkReusedTask(reused []v1alpha1.Platform) tektonv1.PipelineTask {
+	p := g.p
+	var args []string
+	for _, pl := range reused {
+		u := p.retry.Reused[pl]
+		args = append(args, string(pl), u.Digest, u.Run)
+	}
+	step := tektonv1.Step{
+		Name:   "check",
+		Image:  p.builderImage,
+		Script: scriptCheckReused,
+		Args:   args,
+		Env: append([]corev1.EnvVar{
+			env("REPOSITORY", "$(params."+paramRepository+")"),
+			env("REGISTRY_AUTH_DIR", ""),
+		}, buildahEnv()...),
+		VolumeMounts:     []corev1.VolumeMount{{Name: volStorage, MountPath: mountStorage}},
+		SecurityContext:  buildahContext(),
+		ComputeResources: g.resources("push"),
+	}
+	volumes := []corev1.Volume{g.storageVolume()}
+	if p.pushSecret != "" {
+		volumes = append(volumes, mountSecret(&step, "REGISTRY_AUTH_DIR", volPushSecret, mountPushSecret, p.pushSecret))
+	}
+	return tektonv1.PipelineTask{
+		Name:   TaskCheckReused,
+		Params: tektonv1.Params{passString(paramRepository)},
+		TaskSpec: &tektonv1.EmbeddedTask{
+			Metadata: tektonv1.PipelineTaskMetadata{Labels: map[string]string{LabelManagedBy: ManagedBy}},
+			TaskSpec: tektonv1.TaskSpec{
+				Description: fmt.Sprintf("Check that the images this retry of run %s lists again are still in the repository; fail naming the first one that is gone.", p.retry.Of),
+				Params:      tektonv1.ParamSpecs{stringParamSpec(paramRepository, "")},
+				Volumes:     volumes,
+				Steps:       []tektonv1.Step{step},
 			},
 		},
 	}

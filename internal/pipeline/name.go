@@ -20,6 +20,9 @@ const maxNameLen = 63
 //	<name>-<generation>-<hash>
 //
 // where hash is the first 5 hex digits of sha256(name, uid, generation, token).
+// With the annotation build.multiarch.io/retry-failed set, its value is
+// hashed too (after a 0 byte and "retry"), so that a new value names a new
+// run; without it the name is what it always was.
 // The name part is truncated so the whole is a DNS label of at most 63
 // characters; the hash keeps truncated names distinct. The same inputs always
 // give the same name, so an operator restart or a stale cache finds the
@@ -29,7 +32,11 @@ const maxNameLen = 63
 func RunName(build *v1alpha1.MultiArchBuild) string {
 	gen := strconv.FormatInt(build.Generation, 10)
 	token := build.Annotations[v1alpha1.RebuildAnnotation]
-	sum := sha256.Sum256([]byte(build.Name + "\x00" + string(build.UID) + "\x00" + gen + "\x00" + token))
+	in := build.Name + "\x00" + string(build.UID) + "\x00" + gen + "\x00" + token
+	if retry := build.Annotations[v1alpha1.RetryFailedAnnotation]; retry != "" {
+		in += "\x00retry\x00" + retry
+	}
+	sum := sha256.Sum256([]byte(in))
 	suffix := "-" + gen + "-" + hex.EncodeToString(sum[:])[:5]
 	// A MultiArchBuild name is a DNS subdomain; the run name is kept a DNS
 	// label (dots become dashes) because Tekton derives TaskRun and pod names
@@ -50,4 +57,10 @@ func rebuildLabel(token string) string {
 	}
 	sum := sha256.Sum256([]byte(token))
 	return hex.EncodeToString(sum[:])[:16]
+}
+
+// RebuildLabel is the value of LabelRebuild on the runs of the build's
+// current rebuild token ("" when it has none).
+func RebuildLabel(build *v1alpha1.MultiArchBuild) string {
+	return rebuildLabel(build.Annotations[v1alpha1.RebuildAnnotation])
 }

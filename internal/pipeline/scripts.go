@@ -21,13 +21,14 @@ import (
 // logged is searched. The line is data: written with printf %s, control
 // characters blanked, at most MaxErrorLen bytes; nothing evaluates it.
 var (
-	scriptPrepare = withLib(rawPrepare)
-	scriptClone   = withLib(rawClone)
-	scriptInstall = withLib(rawInstall)
-	scriptMaven   = withLib(rawMaven)
-	scriptBuild   = withLib(rawBuild)
-	scriptPush    = withLib(rawPush)
-	scriptCleanup = withLib(rawCleanup)
+	scriptPrepare     = withLib(rawPrepare)
+	scriptClone       = withLib(rawClone)
+	scriptInstall     = withLib(rawInstall)
+	scriptMaven       = withLib(rawMaven)
+	scriptBuild       = withLib(rawBuild)
+	scriptPush        = withLib(rawPush)
+	scriptCleanup     = withLib(rawCleanup)
+	scriptCheckReused = withLib(rawCheckReused)
 )
 
 var (
@@ -47,6 +48,8 @@ var (
 	rawPush string
 	//go:embed scripts/cleanup.sh
 	rawCleanup string
+	//go:embed scripts/check-reused.sh
+	rawCheckReused string
 )
 
 // withLib puts the shared library after the #! line of script.

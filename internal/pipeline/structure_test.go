@@ -491,8 +491,8 @@ func TestPipelineResultsReexportDigestsAndCommit(t *testing.T) {
 // is one of the embedded files, byte for byte, and holds no Tekton variable
 // (Tekton substitutes variables into script text before running it).
 func TestStepScriptsAreTheEmbeddedFilesWithoutTektonVariables(t *testing.T) {
-	embedded := map[string]bool{scriptPrepare: true, scriptClone: true, scriptInstall: true, scriptMaven: true, scriptBuild: true, scriptPush: true, scriptCleanup: true}
-	for name, s := range map[string]string{"prepare": scriptPrepare, "clone": scriptClone, "install": scriptInstall, "maven": scriptMaven, "build": scriptBuild, "push": scriptPush, "cleanup": scriptCleanup} {
+	embedded := map[string]bool{scriptPrepare: true, scriptClone: true, scriptInstall: true, scriptMaven: true, scriptBuild: true, scriptPush: true, scriptCleanup: true, scriptCheckReused: true}
+	for name, s := range map[string]string{"prepare": scriptPrepare, "clone": scriptClone, "install": scriptInstall, "maven": scriptMaven, "build": scriptBuild, "push": scriptPush, "cleanup": scriptCleanup, "check-reused": scriptCheckReused} {
 		if anyRef.MatchString(s) {
 			t.Errorf("%s.sh contains a Tekton variable reference: %s", name, anyRef.FindString(s))
 		}

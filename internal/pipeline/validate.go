@@ -94,7 +94,10 @@ type plan struct {
 	timeout        time.Duration
 	claim          string
 	generation     int64
-	rebuildToken   string // label-safe hash of the rebuild annotation, "" when none
+	rebuildToken   string              // label-safe hash of the rebuild annotation, "" when none
+	retryToken     string              // the retry-failed annotation's value, "" when none
+	retry          *Retry              // nil for a full run
+	built          []v1alpha1.Platform // the platforms this run builds: all but the reused
 	tolerations    map[string][]corev1.Toleration
 	owner          *metav1.OwnerReference
 }
@@ -136,6 +139,7 @@ func newPlan(in Input) (*plan, error) {
 	p.runName = RunName(b)
 	p.generation = b.Generation
 	p.rebuildToken = rebuildLabel(b.Annotations[v1alpha1.RebuildAnnotation])
+	p.retryToken = b.Annotations[v1alpha1.RetryFailedAnnotation]
 	p.tolerations = s.Tolerations
 	if b.UID != "" {
 		p.owner = metav1.NewControllerRef(b, v1alpha1.GroupVersion.WithKind("MultiArchBuild"))
@@ -329,6 +333,9 @@ func newPlan(in Input) (*plan, error) {
 			return nil, specError("spec.timeout", "must be a positive duration such as 30m or 1h, got %q", spec.Timeout)
 		}
 		p.timeout = d
+	}
+	if err := p.applyRetry(in.Retry); err != nil {
+		return nil, err
 	}
 	return p, nil
 }

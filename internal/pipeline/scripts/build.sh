@@ -19,6 +19,9 @@
 #   RESULT_IMAGE_DIGEST  file receiving the digest of the pushed image manifest
 #   RESULT_IMAGE_URL     file receiving REPOSITORY (Tekton Chains reads
 #                        IMAGE_URL@IMAGE_DIGEST)
+#   RESULT_PUSH_STARTED  optional: file receiving when the push started
+#                        (seconds since the epoch; the building/pushing split
+#                        of status.platforms[].timings)
 #   RESULT_ERROR       file receiving why the step failed (see lib.sh)
 #   STORAGE_DRIVER, BUILDAH_ISOLATION: read by buildah itself (vfs, chroot)
 # Arguments: build arguments NAME=VALUE, each passed as --build-arg NAME=VALUE.
@@ -101,6 +104,7 @@ arch="$(buildah inspect --type image --format '{{.OCIv1.Architecture}}' "$tag")"
 # local list pushed to that list's own digest, which sends the image by
 # digest and the one-entry list next to it (untagged). The push task lists
 # this digest in the manifest list.
+[[ -z "${RESULT_PUSH_STARTED:-}" ]] || date +%s > "$RESULT_PUSH_STARTED"
 [[ -z "$auth_file" ]] || export REGISTRY_AUTH_FILE="$auth_file"
 layout="$OCI_DIR/layout"
 rm -rf "$layout"
