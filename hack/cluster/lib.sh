@@ -13,6 +13,7 @@ KUBE_BIN="${CACHE}/kube-${KUBE_VERSION}"
 ETCD_BIN="${CACHE}/etcd-${ETCD_VERSION}"
 TEKTON_BIN="${CACHE}/tekton-${TEKTON_VERSION}"
 IMAGES_DIR="${CACHE}/images-v1"
+IMAGES_MAVEN_DIR="${CACHE}/images-maven-v1"   # maven and jre: their own cache key
 
 HOST_IP="${MAB_HOST_IP:-$(ip -4 -o addr show dev eth0 2>/dev/null | awk '{split($4,a,"/"); print a[1]; exit}')}"
 ETCD_PORT="${MAB_ETCD_PORT:-12379}"
@@ -49,10 +50,18 @@ node_name() { echo "mab-$1"; }
 
 # Image references (tags from hack/images/build-images.sh).
 declare -A IMG_TAG=()
-if [ -f "${IMAGES_DIR}/tags" ]; then
-  while IFS== read -r k v; do IMG_TAG[$k]=$v; done < "${IMAGES_DIR}/tags"
-fi
+for f in "${IMAGES_DIR}/tags" "${IMAGES_MAVEN_DIR}/tags"; do
+  [ -f "$f" ] || continue
+  while IFS== read -r k v; do IMG_TAG[$k]=$v; done < "$f"
+done
 img() { echo "${REGISTRY}/mab/$1:${IMG_TAG[$1]}"; }
+# The step and base images pushed to the registry and loaded into the nodes.
+STEP_IMAGES=(base git buildah nodejs maven jre)
+# img_archive NAME ARCH: the docker-archive of NAME for ARCH.
+img_archive() {
+  local d="${IMAGES_DIR}"; case "$1" in maven | jre) d="${IMAGES_MAVEN_DIR}" ;; esac
+  echo "${d}/$1-${IMG_TAG[$1]}-$2.tar"
+}
 PAUSE_IMAGE="mab-local/pause:3.10"
 TEKTON_IMG_PREFIX="mab-local/tekton"
 

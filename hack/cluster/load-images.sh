@@ -21,7 +21,7 @@ for b in entrypoint nop workingdirinit sidecarlogresults; do
 done
 
 # Multi-arch indexes in the registry.
-for name in base git buildah nodejs; do
+for name in "${STEP_IMAGES[@]}"; do
   ref="$(img "$name")"
   if curl -fs -o /dev/null -H 'Accept: application/vnd.oci.image.index.v1+json' \
       "http://${REGISTRY}/v2/mab/${name}/manifests/${IMG_TAG[$name]}"; then continue; fi
@@ -29,7 +29,7 @@ for name in base git buildah nodejs; do
   bh manifest rm "$list" >/dev/null 2>&1 || true
   bh manifest create "$list" >/dev/null
   for a in amd64 arm64; do
-    bh manifest add --arch "$a" --os linux "$list" "docker-archive:${IMAGES_DIR}/${name}-${IMG_TAG[$name]}-${a}.tar" >/dev/null
+    bh manifest add --arch "$a" --os linux "$list" "docker-archive:$(img_archive "$name" "$a")" >/dev/null
   done
   bh manifest push --quiet --all --tls-verify=false --format oci "$list" "docker://${ref}"
   bh manifest rm "$list" >/dev/null
@@ -50,9 +50,9 @@ for n in "${NODES[@]}"; do
   for b in entrypoint nop workingdirinit sidecarlogresults; do
     imp "${IMAGES_DIR}/tekton-${b}-${TEKTON_VERSION}-amd64.tar" "docker.io/${TEKTON_IMG_PREFIX}-${b}:${TEKTON_VERSION}"
   done
-  for name in base git buildah nodejs; do
+  for name in "${STEP_IMAGES[@]}"; do
     a="$n"; [ "$name" = buildah ] && a=amd64
-    imp "${IMAGES_DIR}/${name}-${IMG_TAG[$name]}-${a}.tar" "docker.io/mab-local/${name}:${IMG_TAG[$name]}" "$(img "$name")"
+    imp "$(img_archive "$name" "$a")" "docker.io/mab-local/${name}:${IMG_TAG[$name]}" "$(img "$name")"
   done
 done
 log "images loaded"

@@ -99,7 +99,7 @@ if [ "$MODE" = in-cluster ] || [ "$MODE" = olm ]; then
     stop_in_cluster
     bundle="${MAB_OLM_BUNDLE:-${ROOT}/bundle}"
     olminstall -bundle "$bundle" -namespace "$OLM_NS" -related "manager=${image%:*}@${digest}" \
-      -related "buildah=${MAB_BUILDER_IMAGE}" -related "git=${MAB_GIT_IMAGE}" -related "nodejs=${MAB_NODEJS_IMAGE}" \
+      -related "buildah=${MAB_BUILDER_IMAGE}" -related "git=${MAB_GIT_IMAGE}" -related "nodejs=${MAB_NODEJS_IMAGE}" ${MAB_MAVEN_IMAGE:+-related "maven=${MAB_MAVEN_IMAGE}"} \
       > "${LOGS}/operator-deploy.log" 2>&1 || { tail -30 "${LOGS}/operator-deploy.log" >&2; die "hack/olminstall failed"; }
     pod=$(kc -n "$OLM_NS" get pods -l control-plane=controller-manager --field-selector=status.phase=Running -o jsonpath='{.items[0].metadata.name} on {.items[0].spec.nodeName} as ServiceAccount {.items[0].spec.serviceAccountName}')
     log "operator installed as OLM would from ${bundle} ($(( $(date +%s) - t0 ))s): pod ${OLM_NS}/${pod}, image @${digest}, relatedImages resolved to ${REGISTRY}"
@@ -108,7 +108,7 @@ if [ "$MODE" = in-cluster ] || [ "$MODE" = olm ]; then
   stop_olm
   # shellcheck disable=SC2086
   make -s -C "$ROOT" deploy IMG="${image%:*}@${digest}" KUBECTL="$KUBECTL --kubeconfig ${KUBECONFIG_FILE}" \
-    DEPLOY_ARGS="--builder-image=${MAB_BUILDER_IMAGE} --git-image=${MAB_GIT_IMAGE} --nodejs-image=${MAB_NODEJS_IMAGE} --tekton-namespace=tekton-pipelines --zap-encoder=console ${MAB_OPERATOR_ARGS:-}" \
+    DEPLOY_ARGS="--builder-image=${MAB_BUILDER_IMAGE} --git-image=${MAB_GIT_IMAGE} --nodejs-image=${MAB_NODEJS_IMAGE} ${MAB_MAVEN_IMAGE:+--maven-image=${MAB_MAVEN_IMAGE}} --tekton-namespace=tekton-pipelines --zap-encoder=console ${MAB_OPERATOR_ARGS:-}" \
     > "${LOGS}/operator-deploy.log" 2>&1 || { tail -30 "${LOGS}/operator-deploy.log" >&2; die "make deploy failed"; }
   kc wait --for=condition=Established crd/multiarchbuilds.build.multiarch.io --timeout=60s >/dev/null
   kc -n "$OP_NS" rollout status "deploy/${OP_DEPLOY}" --timeout=180s >&2 \
@@ -149,8 +149,8 @@ fi
 
 # shellcheck disable=SC2086
 start operator "${STATE}/bin/manager" --kubeconfig "$opkc" \
-  --builder-image "${MAB_BUILDER_IMAGE}" --git-image "${MAB_GIT_IMAGE}" --nodejs-image "${MAB_NODEJS_IMAGE}" \
+  --builder-image "${MAB_BUILDER_IMAGE}" --git-image "${MAB_GIT_IMAGE}" --nodejs-image "${MAB_NODEJS_IMAGE}" ${MAB_MAVEN_IMAGE:+--maven-image "${MAB_MAVEN_IMAGE}"} \
   --tekton-namespace tekton-pipelines --metrics-bind-address 0 --health-probe-bind-address "127.0.0.1:${MAB_OPERATOR_PROBE_PORT:-18091}" \
   --zap-encoder console ${MAB_OPERATOR_ARGS:-}
 wait_for "operator health probe" 60 curl -fsS "http://127.0.0.1:${MAB_OPERATOR_PROBE_PORT:-18091}/healthz"
-log "operator running as ${identity}: builder=${MAB_BUILDER_IMAGE} git=${MAB_GIT_IMAGE} nodejs=${MAB_NODEJS_IMAGE}"
+log "operator running as ${identity}: builder=${MAB_BUILDER_IMAGE} git=${MAB_GIT_IMAGE} nodejs=${MAB_NODEJS_IMAGE} maven=${MAB_MAVEN_IMAGE:-}"

@@ -304,6 +304,8 @@ export MAB_BASE_IMAGE=$(img base)
 export MAB_BUILDER_IMAGE=$(img buildah)
 export MAB_GIT_IMAGE=$(img git)
 export MAB_NODEJS_IMAGE=$(img nodejs)
+export MAB_MAVEN_IMAGE=$(img maven)
+export MAB_JRE_IMAGE=$(img jre)
 export MAB_ARM64_NODE=${ARM64_MODE}
 ENV
 log "cluster up in $(( $(date +%s) - T0 ))s (builds $(( T_BUILD - T0 ))s): KUBECONFIG=${KUBECONFIG_FILE}; source ${STATE}/env"
