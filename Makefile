@@ -50,6 +50,11 @@ envtest-bins: ## Build kube-apiserver and etcd from the Go module proxy into bin
 test: manifests generate fmt vet envtest-bins ## Run unit and envtest tests against a real kube-apiserver.
 	KUBEBUILDER_ASSETS=$(LOCALBIN) go test ./... -count=1
 
+.PHONY: bench-sidebyside
+bench-sidebyside: envtest-bins ## Side-by-side benchmark, this operator vs Shipwright v0.17.0 (hack/bench/sidebyside; ~15 min on 2 cores).
+	hack/bench/build-shipwright.sh
+	nice go run ./hack/bench/sidebyside -builds 500 -parallel 50 -rounds 3 $(BENCH_ARGS)
+
 .PHONY: test-all
 test-all: ## The one test command: install what a fresh Debian machine needs, then run every tier (unit, envtest, real builds, e2e).
 	hack/test-all.sh
