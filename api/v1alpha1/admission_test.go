@@ -515,9 +515,13 @@ func TestEveryFieldIsExplained(t *testing.T) {
 	}
 	var cols []string
 	for _, c := range v.AdditionalPrinterColumns {
-		cols = append(cols, c.Name)
+		name := c.Name
+		if c.Priority > 0 {
+			name += "(wide)" // kubectl get -o wide only
+		}
+		cols = append(cols, name)
 	}
-	if got := strings.Join(cols, ","); got != "Phase,Image,Digest,Platforms,Age" {
+	if got := strings.Join(cols, ","); got != "Phase,Image,Digest,Platforms,Build-Seconds(wide),Run(wide),Age" {
 		t.Errorf("printer columns: %s", got)
 	}
 	count := 0
