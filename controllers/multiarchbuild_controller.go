@@ -86,6 +86,7 @@ type MultiArchBuildReconciler struct {
 	MaxConcurrentReconciles int
 
 	tekton             *tektonWatch
+	clusterCfg         *clusterConfigSource
 	expect             expectations
 	accounts           knownAccounts
 	skipNameValidation bool

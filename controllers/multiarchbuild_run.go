@@ -102,10 +102,17 @@ func (r *MultiArchBuildReconciler) ensureRun(ctx context.Context, s *buildScope)
 		// The BuildCapacityPolicy's tolerations replace the flags'.
 		cfg.Tolerations = s.capacityRes.Tolerations
 	}
-	run, err := pipeline.Generate(pipeline.Input{Build: s.build, Settings: cfg, WorkspaceClaim: storage.ClaimName(s.build), Retry: s.retry})
+	cluster, clusterCfg, ok, err := r.clusterConfigFor(ctx, s)
+	if err != nil || !ok {
+		return err // !ok: the configuration is bad; the outcome says where
+	}
+	run, err := pipeline.Generate(pipeline.Input{Build: s.build, Settings: cfg, WorkspaceClaim: storage.ClaimName(s.build), Retry: s.retry, Cluster: cluster})
 	if err != nil {
 		s.outcome.CreateErr, s.outcome.CreateReason = err, v1alpha1.ReasonInvalidSpec
 		return nil // the user must change the spec; the generation change re-queues
+	}
+	if err := r.ensureClusterConfigMap(ctx, s, cluster, clusterCfg); err != nil {
+		return err
 	}
 	run.Name, run.Namespace = s.runName, s.build.Namespace
 	// The caches and the TaskRun mapping select on these two labels.

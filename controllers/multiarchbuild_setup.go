@@ -105,6 +105,9 @@ func (r *MultiArchBuildReconciler) SetupWithManager(ctx context.Context, mgr ctr
 	if err != nil {
 		return err
 	}
+	if err := r.setupClusterConfig(mgr, c); err != nil {
+		return err
+	}
 	r.tekton.handler = func(w *tektonWatch) error {
 		tc := *w.reader.Load()
 		if err := c.Watch(source.Kind(tc, &tektonv1.PipelineRun{},

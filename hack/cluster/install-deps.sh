@@ -7,11 +7,12 @@
 #   docker-registry                                                 - the target registry
 #   qemu-user-static binfmt-support                                 - run arm64 binaries
 #   busybox-static git jq curl openssl                              - images, git server, scripts
+#   tinyproxy                                                       - the proxy e2e story's forward proxy (proxy-world.sh)
 set -euo pipefail
 
 PKGS=(containerd runc containernetworking-plugins conntrack iptables
       buildah skopeo docker-registry qemu-user-static binfmt-support
-      busybox-static git jq curl openssl ca-certificates)
+      busybox-static git jq curl openssl ca-certificates tinyproxy)
 
 missing=()
 for p in "${PKGS[@]}"; do

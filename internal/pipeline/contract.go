@@ -73,6 +73,9 @@ type Input struct {
 	WorkspaceClaim string
 	// Retry, when set, makes a retry run: see Retry.
 	Retry *Retry
+	// Cluster, when set, is the cluster's proxy, trust and registries
+	// configuration every step gets (see ClusterConfig).
+	Cluster *ClusterConfig
 }
 
 // Names of the pipeline tasks. The controller finds a platform's TaskRun by

@@ -99,7 +99,9 @@ func Generate(in Input) (*tektonv1.PipelineRun, error) {
 		return nil, err
 	}
 	g := &generator{p: p, s: in.Settings}
-	return g.pipelineRun(), nil
+	pr := g.pipelineRun()
+	applyClusterConfig(pr, in.Cluster)
+	return pr, nil
 }
 
 func (g *generator) pipelineRun() *tektonv1.PipelineRun {

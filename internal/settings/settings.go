@@ -71,6 +71,17 @@ type Settings struct {
 	// build and push pod: past it the kubelet evicts the pod instead of
 	// letting one build fill the node's disk.
 	BuildStorageLimit resource.Quantity
+
+	// HTTPProxy, HTTPSProxy and NoProxy reach every build step where the
+	// cluster has no proxy of its own (proxies.config.openshift.io/cluster
+	// status wins), for vanilla Kubernetes.
+	HTTPProxy, HTTPSProxy, NoProxy string
+	// TrustedCAConfigMap (NAMESPACE/NAME, key ca-bundle.crt) is a PEM
+	// bundle every build step trusts, besides its image's own CAs.
+	TrustedCAConfigMap string
+	// RegistriesConfigMap (NAMESPACE/NAME, key registries.conf) is a
+	// registries.conf drop-in for buildah.
+	RegistriesConfigMap string
 }
 
 // StepKinds are the kinds of steps of a generated run, the keys of
@@ -201,6 +212,16 @@ func (s *Settings) BindFlags(fs *flag.FlagSet) {
 		})
 	fs.Int64Var(&s.ToolUser, "tool-steps-user", s.ToolUser,
 		"User the clone, install, maven and cleanup steps run as (non-root); 0 runs them as root, for shared volumes that refuse chown.")
+	fs.StringVar(&s.HTTPProxy, "http-proxy", s.HTTPProxy,
+		"HTTP_PROXY of every build step where proxies.config.openshift.io/cluster has none (vanilla Kubernetes).")
+	fs.StringVar(&s.HTTPSProxy, "https-proxy", s.HTTPSProxy,
+		"HTTPS_PROXY of every build step where proxies.config.openshift.io/cluster has none.")
+	fs.StringVar(&s.NoProxy, "no-proxy", s.NoProxy,
+		"NO_PROXY of every build step where proxies.config.openshift.io/cluster has none (comma-separated hosts, domains, CIDRs).")
+	fs.StringVar(&s.TrustedCAConfigMap, "trusted-ca-configmap", s.TrustedCAConfigMap,
+		"NAMESPACE/NAME of a ConfigMap whose ca-bundle.crt (PEM) every build step trusts; the operator's role reads it only if NAME is multiarch-build-trusted-ca.")
+	fs.StringVar(&s.RegistriesConfigMap, "registries-configmap", s.RegistriesConfigMap,
+		"NAMESPACE/NAME of a ConfigMap whose registries.conf is a drop-in for buildah (mirrors, insecure and blocked registries); the operator's role reads it only if NAME is multiarch-build-registries.")
 	fs.Func("build-storage-limit", fmt.Sprintf("Size limit of buildah's node-local storage per build or push pod, a quantity such as 20Gi; past it the pod is evicted (default %s).", s.BuildStorageLimit.String()),
 		func(v string) error {
 			q, err := resource.ParseQuantity(v)
@@ -221,6 +242,11 @@ func (s *Settings) Validate() error {
 		"--nodejs-image": s.NodeJSImage, "--maven-image": s.MavenImage, "--builder-service-account": s.ServiceAccountName} {
 		if strings.TrimSpace(v) == "" {
 			return fmt.Errorf("%s must not be empty", name)
+		}
+	}
+	for flag, v := range map[string]string{"--trusted-ca-configmap": s.TrustedCAConfigMap, "--registries-configmap": s.RegistriesConfigMap} {
+		if ns, name, ok := strings.Cut(v, "/"); v != "" && (!ok || ns == "" || name == "" || strings.Contains(name, "/")) {
+			return fmt.Errorf("%s must be NAMESPACE/NAME, got %q", flag, v)
 		}
 	}
 	if s.MachineSetIdleTimeout <= 0 {

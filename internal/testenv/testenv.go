@@ -35,6 +35,10 @@ const (
 	OpenShiftMachine = "openshift-machine"
 	// OpenShiftConfig is Infrastructure and ClusterVersion (feature set Default).
 	OpenShiftConfig = "openshift-config"
+	// OpenShiftClusterConfig is Proxy, Image, ImageDigestMirrorSet and
+	// ImageTagMirrorSet: what build pods get of a proxied or disconnected
+	// cluster.
+	OpenShiftClusterConfig = "openshift-cluster-config"
 )
 
 const (
@@ -112,6 +116,18 @@ func LoadCRDs(sets ...string) ([]*apiextensionsv1.CustomResourceDefinition, erro
 				return nil, err
 			}
 			files = matches
+		case OpenShiftClusterConfig:
+			dir, err := ModuleDir(openshiftModule)
+			if err != nil {
+				return nil, err
+			}
+			for _, n := range []string{"proxies", "images", "imagedigestmirrorsets", "imagetagmirrorsets"} {
+				m, err := filepath.Glob(filepath.Join(dir, "config/v1/zz_generated.crd-manifests/*_01_"+n+".crd.yaml"))
+				if err != nil {
+					return nil, err
+				}
+				files = append(files, m...)
+			}
 		case OpenShiftMachine, OpenShiftConfig:
 			dir, err := ModuleDir(openshiftModule)
 			if err != nil {

@@ -11,6 +11,8 @@
 #   RESULT_SOURCE_DATE_EPOCH  file receiving the commit's committer time, in
 #                   seconds since the epoch (the builds' --timestamp)
 #   RESULT_ERROR    file receiving why the step failed (see lib.sh)
+#   TRUSTED_CA_BUNDLE  optional: the cluster's CA bundle (PEM), trusted with
+#                   the image's own CAs; HTTP(S)_PROXY/NO_PROXY are git's
 #   GIT_SECRET_DIR  optional: mounted Secret, kubernetes.io/basic-auth
 #                   (username, password) or kubernetes.io/ssh-auth
 #                   (ssh-privatekey, optional known_hosts)
@@ -34,6 +36,18 @@ export GIT_CONFIG_COUNT=2
 export GIT_CONFIG_KEY_0=safe.directory GIT_CONFIG_VALUE_0='*'
 export GIT_CONFIG_KEY_1=advice.detachedHead GIT_CONFIG_VALUE_1=false
 export GIT_TERMINAL_PROMPT=0
+
+# The cluster's trust bundle (TRUSTED_CA_BUNDLE, mounted by the operator) is
+# added to the image's own CAs: git's http.sslCAInfo replaces them, so both
+# go into one file.
+if [[ -n "${TRUSTED_CA_BUNDLE:-}" ]]; then
+  [[ -s "$TRUSTED_CA_BUNDLE" ]] || fail "the cluster's CA bundle $TRUSTED_CA_BUNDLE is missing or empty"
+  for sys in /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt /etc/ssl/cert.pem; do
+    if [[ -f "$sys" ]]; then cat "$sys" > "$tmp/ca.pem"; break; fi
+  done
+  cat "$TRUSTED_CA_BUNDLE" >> "$tmp/ca.pem"
+  export GIT_SSL_CAINFO="$tmp/ca.pem"
+fi
 
 if [[ -n "${GIT_SECRET_DIR:-}" ]]; then
   if [[ -f "$GIT_SECRET_DIR/ssh-privatekey" ]]; then
