@@ -1,7 +1,11 @@
 package capacity
 
 import (
+	"encoding/json"
 	"testing"
+
+	machinev1beta1 "github.com/openshift/api/machine/v1beta1"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -59,5 +63,21 @@ func TestBuildArchsMapsEveryRequestedArchitecture(t *testing.T) {
 	b.Spec.Platforms = []v1alpha1.Platform{v1alpha1.PlatformLinuxS390X}
 	if got := buildArchs(nil, b); len(got) != 1 || got[0].Name != "s390x" {
 		t.Errorf("s390x: %v", got)
+	}
+}
+
+func TestMachineEventsPassWhenALaunchFails(t *testing.T) {
+	p := machineChanged()
+	m := func(phase string, creation metav1.ConditionStatus) *machinev1beta1.Machine {
+		st := machinev1beta1.AWSMachineProviderStatus{Conditions: []metav1.Condition{{Type: string(machinev1beta1.MachineCreation), Status: creation,
+			Reason: machinev1beta1.MachineCreationFailedConditionReason, Message: "InsufficientInstanceCapacity"}}}
+		raw, _ := json.Marshal(st)
+		return &machinev1beta1.Machine{Status: machinev1beta1.MachineStatus{Phase: &phase, ProviderStatus: &runtime.RawExtension{Raw: raw}}}
+	}
+	if !p.Update(event.UpdateEvent{ObjectOld: m("Provisioning", metav1.ConditionTrue), ObjectNew: m("Provisioning", metav1.ConditionFalse)}) {
+		t.Errorf("a launch that failed (MachineCreation False, phase unchanged) was filtered out")
+	}
+	if p.Update(event.UpdateEvent{ObjectOld: m("Provisioning", metav1.ConditionFalse), ObjectNew: m("Provisioning", metav1.ConditionFalse)}) {
+		t.Errorf("a retry with the same outcome passed")
 	}
 }

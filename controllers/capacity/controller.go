@@ -114,7 +114,8 @@ func (r *Reconciler) machineArch(ctx context.Context, o client.Object) []reconci
 }
 
 // machineChanged passes Machine events that can change a decision: phase,
-// error or node, creation and deletion (not provider status heartbeats).
+// error, a failed launch, or node; creation and deletion (not provider
+// status heartbeats).
 func machineChanged() predicate.Predicate {
 	key := func(o client.Object) string {
 		m, ok := o.(*machinev1beta1.Machine)
@@ -122,6 +123,11 @@ func machineChanged() predicate.Predicate {
 			return ""
 		}
 		k := ptr.Deref(m.Status.Phase, "") + "|" + string(ptr.Deref(m.Status.ErrorReason, "")) + "|"
+		// InsufficientInstanceCapacity changes neither: only the
+		// MachineCreation condition of the provider status says it.
+		if c := plan.CreationFailed(m); c != nil {
+			k += "creation-failed|"
+		}
 		if m.Status.NodeRef != nil {
 			k += m.Status.NodeRef.Name
 		}

@@ -81,13 +81,13 @@ func MachineFailures(machines []*machinev1beta1.Machine, now time.Time, provisio
 				f.Message = *m.Status.ErrorMessage
 			}
 			out = append(out, f)
-		case m.Status.NodeRef == nil && creationFailed(m) != nil:
+		case m.Status.NodeRef == nil && CreationFailed(m) != nil:
 			// The AWS actuator's CreateError (InsufficientInstanceCapacity,
 			// a quota) is not terminal: the Machine stays Provisioning and
 			// is retried, with the cloud's error in the MachineCreation
 			// condition of its provider status. Waiting would not bring a
 			// node from this zone soon: the next zone or type is tried.
-			c := creationFailed(m)
+			c := CreationFailed(m)
 			out = append(out, MachineFailure{Machine: m.Name, Reason: c.Reason, Message: c.Message})
 		case m.Status.NodeRef == nil && provisioningTimeout > 0 && now.Sub(m.CreationTimestamp.Time) >= provisioningTimeout:
 			out = append(out, MachineFailure{Machine: m.Name, Reason: "ProvisioningTimeout",
@@ -229,9 +229,9 @@ func Eligible(ours []*machinev1beta1.MachineSet, candidates []string, now time.T
 	return out
 }
 
-// creationFailed is the MachineCreation condition of an AWS Machine's
+// CreationFailed is the MachineCreation condition of an AWS Machine's
 // provider status when it is False (the last launch failed), else nil.
-func creationFailed(m *machinev1beta1.Machine) *metav1.Condition {
+func CreationFailed(m *machinev1beta1.Machine) *metav1.Condition {
 	if m.Status.ProviderStatus == nil || len(m.Status.ProviderStatus.Raw) == 0 {
 		return nil
 	}
