@@ -9,6 +9,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # the operator and demo helpers started by make demo / the e2e test, if any
 for p in "${PIDS}"/operator*.pid; do [ -f "$p" ] && stop "$(basename "$p" .pid)"; done
 stop machinesim
+"${ROOT}/hack/cluster/chains.sh" stop   # and the finalizers it leaves
 stop tekton-controller
 stop pv-recycler 2
 for n in "${NODES[@]}"; do stop "kubelet-${n}"; done

@@ -12,6 +12,11 @@ TEKTON_VERSION="${TEKTON_VERSION:-v1.12.0}"
 KUBE_BIN="${CACHE}/kube-${KUBE_VERSION}"
 ETCD_BIN="${CACHE}/etcd-${ETCD_VERSION}"
 TEKTON_BIN="${CACHE}/tekton-${TEKTON_VERSION}"
+# Tekton Chains and cosign: only for MAB_CHAINS=1 (chains.sh, build-chains.sh).
+CHAINS_VERSION="${CHAINS_VERSION:-v0.26.2}"
+COSIGN_VERSION="${COSIGN_VERSION:-v2.6.2}"
+CHAINS_BIN="${CACHE}/chains-${CHAINS_VERSION}"
+COSIGN="${CACHE}/cosign-${COSIGN_VERSION}/cosign"
 IMAGES_DIR="${CACHE}/images-v1"
 IMAGES_MAVEN_DIR="${CACHE}/images-maven-v1"   # maven and jre: their own cache key
 
@@ -23,6 +28,7 @@ SCHED_PORT="${MAB_SCHED_PORT:-10359}"
 REGISTRY_PORT="${MAB_REGISTRY_PORT:-5770}"
 GIT_PORT="${MAB_GIT_PORT:-9419}"
 TEKTON_PROBES_PORT="${MAB_TEKTON_PROBES_PORT:-18081}"
+CHAINS_METRICS_PORT="${MAB_CHAINS_METRICS_PORT:-18095}"   # and +1: profiling (18091 is the local operator's probes)
 # The registry and the git server listen on all addresses. Pods have their own
 # network namespace (127.0.0.1 there is the pod), so image references and git
 # URLs use SERVICE_IP, an address up.sh adds to the host's loopback device:

@@ -36,6 +36,19 @@ for name in "${STEP_IMAGES[@]}"; do
   log "pushed ${ref} (linux/amd64, linux/arm64)"
 done
 
+# The digest the registry serves for each step image's tag: a node that pulls
+# it keeps the name <repo>@<that digest>, which the kubelet reports as the
+# container's imageID; Tekton copies it to the TaskRun's steps and Tekton
+# Chains records it in the provenance (it refuses a bare sha256:<id>, which is
+# what a node reports for an image imported without that name).
+declare -A INDEX_DIGEST=()
+for name in "${STEP_IMAGES[@]}"; do
+  INDEX_DIGEST[$name]=$(curl -fsSI -H 'Accept: application/vnd.oci.image.index.v1+json' \
+    "http://${REGISTRY}/v2/mab/${name}/manifests/${IMG_TAG[$name]}" | tr -d '\r' |
+    awk -F': ' 'tolower($1) == "docker-content-digest" {print $2}')
+  [[ "${INDEX_DIGEST[$name]}" == sha256:* ]] || die "no digest for $(img "$name") in the registry"
+done
+
 # Node images. See up.sh for which variant each node gets and why.
 for n in "${NODES[@]}"; do
   sock="${RUN}/${n}/containerd.sock"
@@ -53,6 +66,8 @@ for n in "${NODES[@]}"; do
   for name in "${STEP_IMAGES[@]}"; do
     a="$n"; [ "$name" = buildah ] && a=amd64
     imp "$(img_archive "$name" "$a")" "docker.io/mab-local/${name}:${IMG_TAG[$name]}" "$(img "$name")"
+    dref="${REGISTRY}/mab/${name}@${INDEX_DIGEST[$name]}"
+    grep -qxF "$dref" <<<"$have" || ctr -a "$sock" -n k8s.io images tag --force "$(img "$name")" "$dref" >/dev/null
   done
 done
 log "images loaded"

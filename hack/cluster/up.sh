@@ -6,7 +6,8 @@
 #   hack/cluster/down.sh      # stops everything by PID
 #
 # On 127.0.0.1 / the eth0 address: etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, Tekton's controller (out of cluster), a docker-registry and a
+# kube-scheduler, Tekton's controller (out of cluster; with MAB_CHAINS=1 also
+# Tekton Chains', chains.sh), a docker-registry and a
 # git daemon (reached by pods at SERVICE_IP, see lib.sh), and two real nodes:
 # containerd + kubelet "mab-amd64" and "mab-arm64" (arm64 binaries run through
 # qemu-user binfmt), and OpenShift's Machine API on AWS (cloud.sh,
@@ -293,6 +294,18 @@ start pv-recycler "${ROOT}/hack/cluster/pv-recycler.sh"
 # ---------------------------------------------------------------- Tekton
 "${ROOT}/hack/cluster/tekton.sh"
 
+# ---------------------------------------------------------------- Tekton Chains (opt-in)
+# MAB_CHAINS=1 (make test-e2e-chains): Chains signs and attests every build
+# (chains.sh). Without it a running Chains is stopped: the other tiers do not
+# pay for signing, and their repositories get no .sig/.att tags. (The env
+# file below says MAB_CHAINS_RUNNING, not MAB_CHAINS: a shell that sources it
+# must not opt in its next up.sh.)
+if [ "${MAB_CHAINS:-0}" = 1 ]; then
+  "${ROOT}/hack/cluster/chains.sh" start
+else
+  "${ROOT}/hack/cluster/chains.sh" stop
+fi
+
 # ---------------------------------------------------------------- env for tests and demo
 cat > "${STATE}/env" <<ENV
 export KUBECONFIG=${KUBECONFIG_FILE}
@@ -307,5 +320,8 @@ export MAB_NODEJS_IMAGE=$(img nodejs)
 export MAB_MAVEN_IMAGE=$(img maven)
 export MAB_JRE_IMAGE=$(img jre)
 export MAB_ARM64_NODE=${ARM64_MODE}
+export MAB_CHAINS_RUNNING=${MAB_CHAINS:-0}
+export MAB_COSIGN=${COSIGN}
+export MAB_CHAINS_PUBKEY=${STATE}/chains/cosign.pub
 ENV
 log "cluster up in $(( $(date +%s) - T0 ))s (builds $(( T_BUILD - T0 ))s): KUBECONFIG=${KUBECONFIG_FILE}; source ${STATE}/env"
