@@ -43,3 +43,10 @@ test-e2e-proxy: ## End-to-end, proxy pass (hack/cluster/proxy-world.sh): pod egr
 .PHONY: test-argocd-full
 test-argocd-full: ## Opt-in, not in CI: Argo CD's application controller and repo server (built once, minutes) sync a MultiArchBuild from git and judge it with docs/gitops.md's health check.
 	hack/argocd/full/run.sh
+
+.PHONY: test-e2e-chains
+test-e2e-chains: ## End-to-end, Chains pass: Tekton Chains (built from the module proxy with cosign, hack/cluster/build-chains.sh) signs a two-arch build; cosign verifies the index's and each image's signature and SLSA provenance (deep inspection).
+	hack/cluster/build.sh
+	hack/cluster/build-chains.sh
+	MAB_CHAINS=1 go test -tags 'e2e chains' ./test/e2e/ -v -count=1 -timeout 20m \
+	  -run 'TestChains|TestMetricsEndpointServesAuthenticatedScrapers'
