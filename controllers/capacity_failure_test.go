@@ -77,6 +77,11 @@ func TestCapacityFailureFailsTheBuildUntilARebuild(t *testing.T) {
 	if b = getBuild(t, ns, b.Name); b.Status.Phase != v1alpha1.PhaseFailed || len(runsOf(t, adminClient, ns)) != 0 {
 		t.Fatalf("a failed build ran again without a rebuild: %s", b.Status.Phase)
 	}
+	for _, p := range b.Status.Platforms {
+		if p.Platform == v1alpha1.PlatformLinuxARM64 && !strings.Contains(p.Message, "InvalidConfiguration") {
+			t.Errorf("after another reconcile, arm64 no longer says why: %q", p.Message)
+		}
+	}
 	// ...until the user asks for a new run.
 	b.Annotations = map[string]string{"build.multiarch.io/rebuild": "2"}
 	if err := adminClient.Update(ctx, b); err != nil {

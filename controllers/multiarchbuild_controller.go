@@ -284,6 +284,14 @@ func (r *MultiArchBuildReconciler) ensureCapacity(ctx context.Context, s *buildS
 		// until a new generation or rebuild token asks for another run.
 		s.outcome.CreateErr, s.outcome.CreateReason = errors.New(c.Message), c.Reason
 		s.blocked = append(s.blocked, v1alpha1.ConditionCapacityReady)
+		// The platforms keep saying why (status.platforms[].message).
+		res := capacity.Result{Reason: c.Reason, Terminal: true, Failed: true, Waiting: map[v1alpha1.Platform]string{}}
+		for _, p := range s.before.Platforms {
+			if p.NodeWait != nil && p.NodeWait.Run == s.runName && p.Message != "" {
+				res.Waiting[p.Platform] = p.Message
+			}
+		}
+		s.capacityRes = &res
 		return nil
 	}
 	checked := s.build
