@@ -102,6 +102,7 @@ type options struct {
 	builds, parallel, rounds int
 	swShape                  string
 	out                      string
+	ref, commit              string
 }
 
 func main() {
@@ -113,6 +114,7 @@ func main() {
 	flag.StringVar(&o.swShape, "sw-shape", "builds", "Shipwright load: builds (a Build and a BuildRun per object) or one (BuildRuns of one Build)")
 	only := flag.String("variants", "", "comma-separated subset of ours,sw-default,sw-<workers> (default: all)")
 	flag.StringVar(&o.out, "out", "", "also write the summary (markdown) to this file")
+	flag.StringVar(&o.ref, "ref", "HEAD", "git revision of the operator to build (\"\": the work tree as it is)")
 	flag.Parse()
 	ctrllog.SetLogger(logr.Discard())
 	if o.swShape != "builds" && o.swShape != "one" {
@@ -145,7 +147,8 @@ type result struct {
 	writes                  map[string]float64 // controller writes by "VERB resource"
 	generator               map[string]float64 // the load generator's creates
 	writesPerObject         float64
-	leases                  float64 // lease writes (not in writes)
+	leases                  float64  // lease writes (not in writes)
+	lost                    []string // objects failed without a run (name: reason)
 	rssMiB, rssWarmMiB      float64
 	cpu, cpuTotal           float64 // controller: during the load, since its start
 	cpuAPIServer, cpuEtcd   float64
@@ -160,9 +163,30 @@ func run(o options, variants []variant) error {
 	}
 	defer os.RemoveAll(tmp)
 
+	// The manager of a commit (git archive), not of a work tree that other
+	// work may be changing between runs.
 	manager := filepath.Join(tmp, "manager")
+	src := testenv.RepoRoot()
+	if o.ref != "" {
+		rev, err := exec.Command("git", "-C", src, "rev-parse", "--short", o.ref).Output()
+		if err != nil {
+			return fmt.Errorf("git rev-parse %s: %w", o.ref, err)
+		}
+		o.commit = strings.TrimSpace(string(rev))
+		src = filepath.Join(tmp, "src")
+		if err := os.MkdirAll(src, 0o755); err != nil {
+			return err
+		}
+		archive := exec.Command("sh", "-c", `git -C "$1" archive --format=tar "$2" | tar -x -C "$3"`, "sh", testenv.RepoRoot(), o.ref, src)
+		archive.Stderr = os.Stderr
+		if err := archive.Run(); err != nil {
+			return fmt.Errorf("git archive %s: %w", o.ref, err)
+		}
+	} else {
+		o.commit = "work tree"
+	}
 	build := exec.Command("go", "build", "-o", manager, ".")
-	build.Dir, build.Stdout, build.Stderr = testenv.RepoRoot(), os.Stderr, os.Stderr
+	build.Dir, build.Stdout, build.Stderr = src, os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		return fmt.Errorf("build the manager: %w", err)
 	}
@@ -416,18 +440,46 @@ func runOne(o options, v variant, manager, swDir string, swCRDs []*apiextensions
 	for err := range errs {
 		return res, fmt.Errorf("create: %w", err)
 	}
-	select {
-	case <-allSeen:
-	case <-time.After(5 * time.Minute):
-		seenMu.Lock()
-		defer seenMu.Unlock()
-		return res, fmt.Errorf("only %d of %d runs seen after 5 minutes; controller log %s", len(seen), n, logFile.Name())
+	// Until every object has its run, or has failed without one (Shipwright
+	// fails a BuildRun whose Build its cache does not hold yet: BuildNotFound).
+	timeout := time.After(5 * time.Minute)
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+wait:
+	for {
+		select {
+		case <-allSeen:
+			break wait
+		case <-tick.C:
+			if v.ours {
+				continue
+			}
+			failed := failedWithoutRun(ctx, c)
+			seenMu.Lock()
+			done := len(seen)+len(failed) >= n
+			seenMu.Unlock()
+			if done {
+				res.lost = failed
+				break wait
+			}
+		case <-timeout:
+			seenMu.Lock()
+			defer seenMu.Unlock()
+			return res, fmt.Errorf("only %d of %d runs seen after 5 minutes; controller log %s", len(seen), n, logFile.Name())
+		}
 	}
-	res.makespan = time.Since(start)
 	stopWatch()
+	seenMu.Lock()
+	for _, t := range seen {
+		if d := t.Sub(start); d > res.makespan {
+			res.makespan = d
+		}
+	}
+	seenMu.Unlock()
 
 	// Every object's status records its run (ours: status.latestRun;
-	// Shipwright: status.executor, its last write before the TaskRun runs).
+	// Shipwright: status.executor, its last write before the TaskRun runs)
+	// or its failure.
 	statusDone := time.Now()
 	if err := waitFor(5*time.Minute, func() bool { return allRecorded(ctx, c, v.ours, n) }); err != nil {
 		return res, fmt.Errorf("statuses: %w (log %s)", err, logFile.Name())
@@ -473,15 +525,43 @@ func runOne(o options, v variant, manager, swDir string, swCRDs []*apiextensions
 	}
 	res.writesPerObject = sum / float64(n)
 
+	// Latencies of the objects that got a run.
 	lat := make([]time.Duration, 0, n)
 	seenMu.Lock()
 	for i := 0; i < n; i++ {
-		lat = append(lat, seen[fmt.Sprintf("b%04d", i)].Sub(created[i]))
+		if t, ok := seen[fmt.Sprintf("b%04d", i)]; ok {
+			lat = append(lat, t.Sub(created[i]))
+		}
 	}
 	seenMu.Unlock()
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	res.p50, res.p99, res.max = lat[int(float64(n-1)*0.50)], lat[int(float64(n-1)*0.99)], lat[n-1]
+	m := len(lat)
+	res.p50, res.p99, res.max = lat[int(float64(m-1)*0.50)], lat[int(float64(m-1)*0.99)], lat[m-1]
 	return res, nil
+}
+
+// failedWithoutRun lists the BuildRuns that failed (Succeeded=False) before
+// getting a TaskRun, as "name: reason".
+func failedWithoutRun(ctx context.Context, c client.Client) []string {
+	l := &unstructured.UnstructuredList{}
+	l.SetGroupVersionKind(buildRunGVK.GroupVersion().WithKind("BuildRunList"))
+	if c.List(ctx, l, client.InNamespace("bench")) != nil {
+		return nil
+	}
+	var out []string
+	for _, br := range l.Items {
+		if name, _, _ := unstructured.NestedString(br.Object, "status", "executor", "name"); name != "" {
+			continue
+		}
+		conds, _, _ := unstructured.NestedSlice(br.Object, "status", "conditions")
+		for _, c := range conds {
+			cm, _ := c.(map[string]any)
+			if cm["type"] == "Succeeded" && cm["status"] == "False" {
+				out = append(out, fmt.Sprintf("%s: %v", br.GetName(), cm["reason"]))
+			}
+		}
+	}
+	return out
 }
 
 // isGenerator tells the load generator's creates from the controllers' writes.
@@ -596,12 +676,27 @@ func allRecorded(ctx context.Context, c client.Client, ours bool, n int) bool {
 	if c.List(ctx, l, client.InNamespace("bench")) != nil {
 		return false
 	}
-	for _, br := range l.Items {
-		if name, _, _ := unstructured.NestedString(br.Object, "status", "executor", "name"); name == "" {
+	return len(l.Items) == n && allSettled(l.Items)
+}
+
+// allSettled: every BuildRun has its run or has failed.
+func allSettled(items []unstructured.Unstructured) bool {
+	for _, br := range items {
+		if name, _, _ := unstructured.NestedString(br.Object, "status", "executor", "name"); name != "" {
+			continue
+		}
+		failed := false
+		conds, _, _ := unstructured.NestedSlice(br.Object, "status", "conditions")
+		for _, c := range conds {
+			if cm, _ := c.(map[string]any); cm["type"] == "Succeeded" && cm["status"] == "False" {
+				failed = true
+			}
+		}
+		if !failed {
 			return false
 		}
 	}
-	return len(l.Items) == n
+	return true
 }
 
 func waitFor(d time.Duration, cond func() bool) error {

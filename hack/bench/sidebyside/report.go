@@ -20,6 +20,9 @@ func printResult(r result, n int) {
 	for _, k := range keys {
 		fmt.Printf("   %-42s %6.0f  (%.2f per object)\n", k, r.writes[k], r.writes[k]/float64(n))
 	}
+	if len(r.lost) > 0 {
+		fmt.Printf("   FAILED WITHOUT A RUN (not in the latencies): %d: %v\n", len(r.lost), r.lost)
+	}
 	fmt.Printf("   controller writes: %.2f per object; lease writes (API server heartbeat, leader election): %.0f; the load generator's creates: %v\n", r.writesPerObject, r.leases, r.generator)
 	fmt.Printf("   controller peak RSS (VmHWM) %.1f MiB (after warm-up %.1f MiB); CPU during the load %.2f s (since start %.2f s); kube-apiserver %.2f s, etcd %.2f s\n",
 		r.rssMiB, r.rssWarmMiB, r.cpu, r.cpuTotal, r.cpuAPIServer, r.cpuEtcd)
@@ -53,6 +56,7 @@ var metrics = []metric{
 	{"… POST (creates) per object", "", "%.2f", byVerb("POST")},
 	{"… PUT (updates) per object", "", "%.2f", byVerb("PUT")},
 	{"… PATCH per object", "", "%.2f", byVerb("PATCH")},
+	{"objects failed without a run (not in the latencies)", "", "%.0f", func(r result, _ int) float64 { return float64(len(r.lost)) }},
 	{"lease writes in the run (API server heartbeat + leader election; not above)", "", "%.0f", func(r result, _ int) float64 { return r.leases }},
 	{"controller peak RSS (VmHWM)", "MiB", "%.1f", func(r result, _ int) float64 { return r.rssMiB }},
 	{"controller CPU during the load (utime+stime)", "s", "%.2f", func(r result, _ int) float64 { return r.cpu }},
@@ -80,8 +84,8 @@ func summarize(o options, variants []variant, results map[string][]result) strin
 	if o.swShape == "one" {
 		shape = "BuildRuns of one Build"
 	}
-	fmt.Fprintf(&b, "\n%s, %s, %d rounds (alternating %s), %d objects by %d clients; Shipwright: %s; load average at the end %s\n\n",
-		time.Now().UTC().Format("2006-01-02"), host, o.rounds, names(variants), o.builds, o.parallel, shape, load)
+	fmt.Fprintf(&b, "\n%s, %s, operator at %s, %d rounds (alternating %s), %d objects by %d clients; Shipwright: %s; load average at the end %s\n\n",
+		time.Now().UTC().Format("2006-01-02"), host, o.commit, o.rounds, names(variants), o.builds, o.parallel, shape, load)
 	b.WriteString("| median (min–max) |")
 	for _, v := range variants {
 		fmt.Fprintf(&b, " %s |", v.name)
