@@ -22,7 +22,7 @@ func FuzzGenerate(f *testing.F) {
 	f.Add("https://h/$(context.pipelineRun.name)", "$(params.GIT_URL)", "$(params.X)", "$(results.COMMIT.path)", "`id`\n$HOME", "a.b/c", "sh -c id", "$(tasks.clone.results.COMMIT)", uint8(5))
 
 	ctx := context.Background()
-	embedded := []string{scriptPrepare, scriptClone, scriptInstall, scriptMaven, scriptBuild, scriptPush, scriptCleanup}
+	embedded := []string{scriptPrepare, scriptClone, scriptInstall, scriptMaven, scriptBuild, scriptPush, scriptCleanup, scriptPreflight}
 	f.Fuzz(func(t *testing.T, url, revision, contextDir, containerfile, argValue, image, installCommand, goal string, choice uint8) {
 		b := htopBuild()
 		b.Spec.Source.Git.URL = url

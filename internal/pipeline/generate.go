@@ -209,19 +209,27 @@ func (g *generator) pipelineSpec() *tektonv1.PipelineSpec {
 		clone.RunAfter = []string{TaskCheckReused}
 	}
 	spec.Tasks = append(spec.Tasks, clone)
+	// Every architecture task waits for preflight (which needs the clone):
+	// a base image without one of the platforms ends the run before any
+	// node of that architecture is asked for work.
+	archAfter := []string{TaskClone}
+	if len(p.built) > 0 {
+		spec.Tasks = append(spec.Tasks, g.preflightTask())
+		archAfter = []string{TaskPreflight}
+	}
 	if p.strategy == v1alpha1.StrategyMaven && len(p.built) > 0 {
-		spec.Tasks = append(spec.Tasks, g.mavenTask())
+		spec.Tasks = append(spec.Tasks, g.mavenTask()) // alongside preflight
 	}
 	var builds []string
 	for _, pl := range p.built {
 		arch := pl.Arch()
 		switch p.strategy {
 		case v1alpha1.StrategyNodeJS:
-			spec.Tasks = append(spec.Tasks, g.installTask(pl), g.buildTask(pl, InstallTaskName(arch)))
+			spec.Tasks = append(spec.Tasks, g.installTask(pl, archAfter), g.buildTask(pl, InstallTaskName(arch)))
 		case v1alpha1.StrategyMaven:
-			spec.Tasks = append(spec.Tasks, g.buildTask(pl, TaskMaven))
+			spec.Tasks = append(spec.Tasks, g.buildTask(pl, TaskMaven, TaskPreflight))
 		default:
-			spec.Tasks = append(spec.Tasks, g.buildTask(pl, TaskClone))
+			spec.Tasks = append(spec.Tasks, g.buildTask(pl, archAfter...))
 		}
 		builds = append(builds, BuildTaskName(arch))
 	}
@@ -317,6 +325,64 @@ func (g *generator) cloneTask() tektonv1.PipelineTask {
 	}
 }
 
+// preflightTask checks, before any architecture task starts, that every
+// image the Containerfile builds FROM offers every platform this run builds
+// (scripts/preflight.sh). It runs buildah (manifest and configuration reads,
+// no layer) as the build steps do, so it gets the cluster's registries
+// configuration and mirrors like them (applyClusterConfig), and it pulls as
+// they pull: anonymously. REGISTRY_AUTH_DIR is the hook for a pull Secret,
+// should build-<arch> ever get one: mount the same Secret here. Spec values
+// arrive as parameters (CONTEXT_DIR, CONTAINERFILE, BUILD_ARGS); PLATFORMS
+// are the plan's validated platforms.
+func (g *generator) preflightTask() tektonv1.PipelineTask {
+	p := g.p
+	var platforms []string
+	for _, pl := range p.built {
+		platforms = append(platforms, string(pl))
+	}
+	step := tektonv1.Step{
+		Name:   "preflight",
+		Image:  p.builderImage,
+		Script: scriptPreflight,
+		Args:   []string{"$(params." + paramBuildArgs + "[*])"},
+		Env: append([]corev1.EnvVar{
+			env("PLATFORMS", strings.Join(platforms, " ")),
+			env("SOURCE_DIR", mountSource),
+			env("CONTEXT_DIR", "$(params."+paramContextDir+")"),
+			env("CONTAINERFILE", "$(params."+paramContainerfile+")"),
+			env("REGISTRY_AUTH_DIR", ""),
+		}, buildahEnv()...),
+		VolumeMounts: []corev1.VolumeMount{
+			g.runMount(mountSource, "source", true),
+			{Name: volStorage, MountPath: mountStorage},
+		},
+		SecurityContext:  buildahContext(),
+		ComputeResources: g.resources("push"),
+	}
+	return tektonv1.PipelineTask{
+		Name:     TaskPreflight,
+		RunAfter: []string{TaskClone},
+		Params: tektonv1.Params{
+			passString(paramContextDir),
+			passString(paramContainerfile),
+			passArray(paramBuildArgs),
+		},
+		TaskSpec: &tektonv1.EmbeddedTask{
+			Metadata: tektonv1.PipelineTaskMetadata{Labels: map[string]string{LabelManagedBy: ManagedBy}},
+			TaskSpec: tektonv1.TaskSpec{
+				Description: fmt.Sprintf("Check that every image the Containerfile builds FROM offers %s; fail naming the image and the platform that is missing.", strings.Join(platforms, ", ")),
+				Params: tektonv1.ParamSpecs{
+					stringParamSpec(paramContextDir, ""),
+					stringParamSpec(paramContainerfile, ""),
+					arrayParamSpec(paramBuildArgs, ""),
+				},
+				Volumes: []corev1.Volume{g.sharedVolume(), g.storageVolume()},
+				Steps:   []tektonv1.Step{step},
+			},
+		},
+	}
+}
+
 // prepareStep readies the shared volume for the run, as root with CHOWN as
 // its only capability: it creates the run's directories and the caches, hands
 // them to the tool steps' user (--tool-steps-user), and marks the run's start
@@ -358,7 +424,7 @@ func toolStep(step *tektonv1.Step) corev1.Volume {
 	return corev1.Volume{Name: volHome, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: ptr.To(resource.MustParse("1Gi"))}}}
 }
 
-func (g *generator) installTask(pl v1alpha1.Platform) tektonv1.PipelineTask {
+func (g *generator) installTask(pl v1alpha1.Platform, after []string) tektonv1.PipelineTask {
 	p := g.p
 	arch := pl.Arch()
 	step := tektonv1.Step{
@@ -387,7 +453,7 @@ func (g *generator) installTask(pl v1alpha1.Platform) tektonv1.PipelineTask {
 	home := toolStep(&step)
 	return tektonv1.PipelineTask{
 		Name:     InstallTaskName(arch),
-		RunAfter: []string{TaskClone},
+		RunAfter: after,
 		Params: tektonv1.Params{
 			passString(paramContextDir),
 			passArray(paramInstall),
@@ -453,7 +519,7 @@ func (g *generator) mavenTask() tektonv1.PipelineTask {
 	}
 }
 
-func (g *generator) buildTask(pl v1alpha1.Platform, after string) tektonv1.PipelineTask {
+func (g *generator) buildTask(pl v1alpha1.Platform, after ...string) tektonv1.PipelineTask {
 	p := g.p
 	arch := pl.Arch()
 	var mounts []corev1.VolumeMount
@@ -494,7 +560,7 @@ func (g *generator) buildTask(pl v1alpha1.Platform, after string) tektonv1.Pipel
 	}
 	return tektonv1.PipelineTask{
 		Name:     BuildTaskName(arch),
-		RunAfter: []string{after},
+		RunAfter: after,
 		Params: tektonv1.Params{
 			passString(paramContextDir),
 			passString(paramContainerfile),

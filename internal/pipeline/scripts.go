@@ -29,6 +29,7 @@ var (
 	scriptPush        = withLib(rawPush)
 	scriptCleanup     = withLib(rawCleanup)
 	scriptCheckReused = withLib(rawCheckReused)
+	scriptPreflight   = withLib(rawPreflight)
 )
 
 var (
@@ -50,6 +51,8 @@ var (
 	rawCleanup string
 	//go:embed scripts/check-reused.sh
 	rawCheckReused string
+	//go:embed scripts/preflight.sh
+	rawPreflight string
 )
 
 // withLib puts the shared library after the #! line of script.

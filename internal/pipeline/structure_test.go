@@ -43,35 +43,38 @@ func TestTasksAndTheirOrderForEachStrategy(t *testing.T) {
 		runAfter map[string][]string // task -> runAfter, in pipeline order
 	}{
 		{
-			name:  "Containerfile: arch builds in parallel right after clone, push after all builds",
+			name:  "Containerfile: arch builds in parallel right after clone and preflight, push after all builds",
 			build: withPlatforms(htopBuild(), two...),
 			runAfter: map[string][]string{
 				"clone":       nil,
-				"build-amd64": {"clone"},
-				"build-arm64": {"clone"},
+				"preflight":   {"clone"},
+				"build-amd64": {"preflight"},
+				"build-arm64": {"preflight"},
 				"push":        {"build-amd64", "build-arm64"},
 			},
 		},
 		{
-			name:  "NodeJS: one install per arch after clone, each arch's build after its own install",
+			name:  "NodeJS: one install per arch after clone and preflight, each arch's build after its own install",
 			build: withPlatforms(nodejsBuild(), two...),
 			runAfter: map[string][]string{
 				"clone":         nil,
-				"install-amd64": {"clone"},
+				"preflight":     {"clone"},
+				"install-amd64": {"preflight"},
 				"build-amd64":   {"install-amd64"},
-				"install-arm64": {"clone"},
+				"install-arm64": {"preflight"},
 				"build-arm64":   {"install-arm64"},
 				"push":          {"build-amd64", "build-arm64"},
 			},
 		},
 		{
-			name:  "Maven: mvn once after clone, every arch build after it",
+			name:  "Maven: mvn once after clone, alongside preflight, every arch build after both",
 			build: withPlatforms(quarkusBuild(), two...),
 			runAfter: map[string][]string{
 				"clone":       nil,
+				"preflight":   {"clone"},
 				"maven":       {"clone"},
-				"build-amd64": {"maven"},
-				"build-arm64": {"maven"},
+				"build-amd64": {"maven", "preflight"},
+				"build-arm64": {"maven", "preflight"},
 				"push":        {"build-amd64", "build-arm64"},
 			},
 		},
@@ -80,10 +83,11 @@ func TestTasksAndTheirOrderForEachStrategy(t *testing.T) {
 			build: withPlatforms(htopBuild(), allPlatforms...),
 			runAfter: map[string][]string{
 				"clone":         nil,
-				"build-amd64":   {"clone"},
-				"build-arm64":   {"clone"},
-				"build-ppc64le": {"clone"},
-				"build-s390x":   {"clone"},
+				"preflight":     {"clone"},
+				"build-amd64":   {"preflight"},
+				"build-arm64":   {"preflight"},
+				"build-ppc64le": {"preflight"},
+				"build-s390x":   {"preflight"},
 				"push":          {"build-amd64", "build-arm64", "build-ppc64le", "build-s390x"},
 			},
 		},
@@ -92,7 +96,8 @@ func TestTasksAndTheirOrderForEachStrategy(t *testing.T) {
 			build: withPlatforms(htopBuild(), v1alpha1.PlatformLinuxARM64),
 			runAfter: map[string][]string{
 				"clone":       nil,
-				"build-arm64": {"clone"},
+				"preflight":   {"clone"},
+				"build-arm64": {"preflight"},
 				"push":        {"build-arm64"},
 			},
 		},
@@ -491,8 +496,8 @@ func TestPipelineResultsReexportDigestsAndCommit(t *testing.T) {
 // is one of the embedded files, byte for byte, and holds no Tekton variable
 // (Tekton substitutes variables into script text before running it).
 func TestStepScriptsAreTheEmbeddedFilesWithoutTektonVariables(t *testing.T) {
-	embedded := map[string]bool{scriptPrepare: true, scriptClone: true, scriptInstall: true, scriptMaven: true, scriptBuild: true, scriptPush: true, scriptCleanup: true, scriptCheckReused: true}
-	for name, s := range map[string]string{"prepare": scriptPrepare, "clone": scriptClone, "install": scriptInstall, "maven": scriptMaven, "build": scriptBuild, "push": scriptPush, "cleanup": scriptCleanup, "check-reused": scriptCheckReused} {
+	embedded := map[string]bool{scriptPrepare: true, scriptClone: true, scriptInstall: true, scriptMaven: true, scriptBuild: true, scriptPush: true, scriptCleanup: true, scriptCheckReused: true, scriptPreflight: true}
+	for name, s := range map[string]string{"prepare": scriptPrepare, "clone": scriptClone, "install": scriptInstall, "maven": scriptMaven, "build": scriptBuild, "push": scriptPush, "cleanup": scriptCleanup, "check-reused": scriptCheckReused, "preflight": scriptPreflight} {
 		if anyRef.MatchString(s) {
 			t.Errorf("%s.sh contains a Tekton variable reference: %s", name, anyRef.FindString(s))
 		}
@@ -752,7 +757,7 @@ func keys[V any](m map[string]V) []string {
 // RuntimeDefault seccomp on tool steps, only SETFCAP added on buildah's,
 // requests and a memory limit on every step, buildah's storage bounded.
 func TestBuildPodsAreHardened(t *testing.T) {
-	buildah := map[string]bool{"build": true, "push": true}
+	buildah := map[string]bool{"build": true, "push": true, "preflight": true}
 	for strategy, sample := range sampleBuilds {
 		pr := mustGenerate(t, input(sample()))
 		templates := []*pod.Template{pr.Spec.TaskRunTemplate.PodTemplate}
