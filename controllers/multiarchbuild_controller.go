@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	tektonv1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
@@ -312,6 +313,15 @@ func (r *MultiArchBuildReconciler) ensureCapacity(ctx context.Context, s *buildS
 	}
 	s.capacityRes = &res
 	s.setCondition(capacityCondition(&res))
+	if run == nil && r.Settings.StartRunsWhileProvisioning && !res.Ready && !res.Terminal && !res.Failed {
+		// Overlap the node's boot with the work that needs no node of
+		// that architecture: the run starts now (clone, preflight, Maven)
+		// and only its architecture tasks wait, Pending, for the node.
+		// CapacityReady stays False (ProvisioningNodes) while the node
+		// boots; this check goes on while platforms have no pod and
+		// cancels the run if provisioning fails.
+		s.blocked = slices.DeleteFunc(s.blocked, func(c string) bool { return c == v1alpha1.ConditionCapacityReady })
+	}
 	if res.Failed {
 		s.outcome.CreateErr, s.outcome.CreateReason = errors.New(res.Message), res.Reason
 		if run != nil {

@@ -21,6 +21,7 @@ import (
 	"knative.dev/pkg/apis"
 	duckv1 "knative.dev/pkg/apis/duck/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -571,7 +572,8 @@ func TestCapacityNotReadyHoldsTheRunAndReportsProvisioning(t *testing.T) {
 	ns := newNamespace(t, adminClient)
 	capc := &fakeCapacity{res: capacity.Result{Reason: v1alpha1.ReasonProvisioningNodes, Message: "scaling MachineSet arm64",
 		Waiting: map[v1alpha1.Platform]string{v1alpha1.PlatformLinuxARM64: "MachineSet build-arm64 is scaling up"}}}
-	startOperator(t, env, ns, capc)
+	// Gate, then run: the run waits for every node.
+	startOperator(t, env, ns, capc, withSettings(func(s *settings.Settings) { s.StartRunsWhileProvisioning = false }))
 	b := createBuild(t, newBuild(ns, "waits"))
 	eventually(t, "Provisioning", func() (bool, string) {
 		b = getBuild(t, ns, b.Name)
@@ -585,6 +587,59 @@ func TestCapacityNotReadyHoldsTheRunAndReportsProvisioning(t *testing.T) {
 	capc.res = capacity.Result{Ready: true}
 	capc.mu.Unlock()
 	waitForRun(t, ns, b.Name) // the capacity wait requeues with backoff (5s at first)
+}
+
+// --start-runs-while-provisioning (the default): while the arm64 node is
+// being provisioned the run starts, so that clone and preflight run during
+// the node's boot; status stays honest: Building, CapacityReady
+// False/ProvisioningNodes, arm64 saying why it waits, until the node is
+// there.
+func TestProvisioningNodesStartsTheRunWhileTheNodeBoots(t *testing.T) {
+	env := shared(t)
+	ns := newNamespace(t, adminClient)
+	capc := &fakeCapacity{res: capacity.Result{Reason: v1alpha1.ReasonProvisioningNodes, Message: "scaling MachineSet arm64",
+		Waiting: map[v1alpha1.Platform]string{v1alpha1.PlatformLinuxARM64: "MachineSet build-arm64 is scaling up"}}}
+	events := make(chan event.GenericEvent, 4)
+	startOperator(t, env, ns, capc, capacityEvents(events))
+	b := createBuild(t, newBuild(ns, "overlaps"))
+	run := waitForRun(t, ns, b.Name)
+	eventually(t, "Building with CapacityReady False/ProvisioningNodes", func() (bool, string) {
+		b = getBuild(t, ns, b.Name)
+		c := condOf(b, v1alpha1.ConditionCapacityReady)
+		return b.Status.Phase == v1alpha1.PhaseBuilding && c.Status == metav1.ConditionFalse && c.Reason == v1alpha1.ReasonProvisioningNodes &&
+			len(b.Status.Platforms) == 2 && b.Status.Platforms[1].Message == "MachineSet build-arm64 is scaling up", fmt.Sprintf("%s %+v %+v", b.Status.Phase, c, b.Status.Platforms)
+	})
+	// The node joined: CapacityReady turns True, the same run goes on.
+	capc.set(capacity.Result{Ready: true, Reason: v1alpha1.ReasonNodesAvailable})
+	poke(t, events, ns, b.Name)
+	eventually(t, "CapacityReady True", func() (bool, string) {
+		b = getBuild(t, ns, b.Name)
+		c := condOf(b, v1alpha1.ConditionCapacityReady)
+		return c.Status == metav1.ConditionTrue && b.Status.Phase == v1alpha1.PhaseBuilding, fmt.Sprintf("%s %+v", b.Status.Phase, c)
+	})
+	if runs := runsOf(t, adminClient, ns); len(runs) != 1 || runs[0].Name != run.Name {
+		t.Fatalf("runs %v, want only %s", runs, run.Name)
+	}
+}
+
+// A Terminal capacity problem (no MachineSet can serve arm64 and no node
+// has it) still starts no run, whatever the setting.
+func TestTerminalCapacityStartsNoRun(t *testing.T) {
+	env := shared(t)
+	ns := newNamespace(t, adminClient)
+	capc := &fakeCapacity{res: capacity.Result{Reason: v1alpha1.ReasonNoNodes, Terminal: true, Message: "no arm64 node and no MachineSet to make one",
+		Waiting: map[v1alpha1.Platform]string{v1alpha1.PlatformLinuxARM64: "no node, no MachineSet"}}}
+	startOperator(t, env, ns, capc)
+	b := createBuild(t, newBuild(ns, "terminal"))
+	eventually(t, "Provisioning, CapacityReady False", func() (bool, string) {
+		b = getBuild(t, ns, b.Name)
+		c := condOf(b, v1alpha1.ConditionCapacityReady)
+		return b.Status.Phase == v1alpha1.PhaseProvisioning && c.Status == metav1.ConditionFalse && c.Reason == v1alpha1.ReasonNoNodes, fmt.Sprintf("%s %+v", b.Status.Phase, c)
+	})
+	time.Sleep(time.Second)
+	if n := len(runsOf(t, adminClient, ns)); n != 0 {
+		t.Fatalf("%d runs for a build no node can take", n)
+	}
 }
 
 func TestAffinityAssistantPinningIsReportedWithTheFix(t *testing.T) {

@@ -53,6 +53,13 @@ type Settings struct {
 	MachineSetIdleTimeout time.Duration
 	// MachineAPINamespace holds the MachineSets.
 	MachineAPINamespace string
+	// StartRunsWhileProvisioning starts a build's run while a node of one
+	// of its architectures is still being provisioned (capacity on its way,
+	// not Terminal, not Failed): clone, preflight and Maven run during the
+	// node's boot and only the architecture tasks wait for it (their pods
+	// stay Pending until it joins). Off: the run starts once every
+	// architecture has a node (gate, then run).
+	StartRunsWhileProvisioning bool
 
 	// TektonNamespace holds Tekton's feature-flags ConfigMap; empty means try
 	// openshift-pipelines, then tekton-pipelines.
@@ -151,13 +158,14 @@ func Default() Settings {
 			"amd64": "m5a.2xlarge",
 			"arm64": "m6g.2xlarge",
 		},
-		Tolerations:           map[string][]corev1.Toleration{},
-		MachineSetReplicas:    1,
-		MachineSetIdleTimeout: 30 * time.Minute,
-		MachineAPINamespace:   "openshift-machine-api",
-		StepResources:         DefaultStepResources(),
-		ToolUser:              65532,
-		BuildStorageLimit:     resource.MustParse("20Gi"),
+		Tolerations:                map[string][]corev1.Toleration{},
+		MachineSetReplicas:         1,
+		MachineSetIdleTimeout:      30 * time.Minute,
+		StartRunsWhileProvisioning: true,
+		MachineAPINamespace:        "openshift-machine-api",
+		StepResources:              DefaultStepResources(),
+		ToolUser:                   65532,
+		BuildStorageLimit:          resource.MustParse("20Gi"),
 	}
 }
 
@@ -191,6 +199,8 @@ func (s *Settings) BindFlags(fs *flag.FlagSet) {
 	})
 	fs.DurationVar(&s.MachineSetIdleTimeout, "machineset-idle-timeout", s.MachineSetIdleTimeout,
 		"How long a MachineSet the operator manages stays scaled up with no build needing its architecture, before it goes back to 0.")
+	fs.BoolVar(&s.StartRunsWhileProvisioning, "start-runs-while-provisioning", s.StartRunsWhileProvisioning,
+		"Start a build's run while a node of one of its architectures is being provisioned, so that clone, preflight and Maven run during the node's boot and only the architecture tasks wait for it; false starts the run once every architecture has a node.")
 	fs.StringVar(&s.MachineAPINamespace, "machine-api-namespace", s.MachineAPINamespace,
 		"Namespace of the OpenShift MachineSets.")
 	fs.StringVar(&s.TektonNamespace, "tekton-namespace", s.TektonNamespace,
