@@ -49,6 +49,8 @@ type env struct {
 	StorageClass string
 	BaseImage    string // multi-arch busybox in the registry
 	NodeJSImage  string
+	MavenImage   string // Debian's maven + JDK + packaged plugins, offline (--maven-image)
+	JREImage     string // multi-arch JRE, FROM of the Maven sample's images
 }
 
 var (
@@ -215,6 +217,7 @@ func readEnv(path string) (env, error) {
 		Kubeconfig: vals["KUBECONFIG"], Registry: vals["MAB_REGISTRY"], GitBase: vals["MAB_GIT_BASE"],
 		GitRoot: vals["MAB_GIT_ROOT"], StorageClass: vals["MAB_STORAGE_CLASS"],
 		BaseImage: vals["MAB_BASE_IMAGE"], NodeJSImage: vals["MAB_NODEJS_IMAGE"],
+		MavenImage: vals["MAB_MAVEN_IMAGE"], JREImage: vals["MAB_JRE_IMAGE"],
 	}
 	for k, v := range map[string]string{"KUBECONFIG": e.Kubeconfig, "MAB_REGISTRY": e.Registry, "MAB_GIT_BASE": e.GitBase,
 		"MAB_GIT_ROOT": e.GitRoot, "MAB_BASE_IMAGE": e.BaseImage, "MAB_NODEJS_IMAGE": e.NodeJSImage} {
