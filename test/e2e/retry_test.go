@@ -34,10 +34,12 @@ func TestRetryFailed(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	ns := namespace(t, "e2e-retry")
-	marker := "e2e/flaky-marker"
+	// The repository's tag list: 404 (NAME_UNKNOWN) until the marker is
+	// pushed. (A manifest GET without an OCI Accept header is 404 even then.)
+	marker := "e2e/flaky-marker-" + ns
 	url := gitRepo(t, "e2e-retry-"+ns, map[string]string{
 		"Containerfile": "FROM " + cfg.BaseImage + "\n" +
-			`RUN if [ "$(uname -m)" = aarch64 ]; then wget -q -O /dev/null "http://` + cfg.Registry + `/v2/` + marker + `/manifests/` + ns +
+			`RUN if [ "$(uname -m)" = aarch64 ]; then wget -q -O /dev/null "http://` + cfg.Registry + `/v2/` + marker + `/tags/list` +
 			`" || { echo "flaky: marker ` + ns + ` not in the registry yet" >&2; exit 1; }; fi` + "\n",
 	})
 	b := newBuild(ns, "flaky", url, "e2e/retry")
