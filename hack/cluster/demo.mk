@@ -38,7 +38,7 @@ test-e2e-capacity: ## End-to-end, capacity pass: amd64 node only, arm64 from the
 .PHONY: test-e2e-proxy
 test-e2e-proxy: ## End-to-end, proxy pass (hack/cluster/proxy-world.sh): pod egress only through tinyproxy, push to a TLS registry of a private CA known only to the cluster's trust config, base image through an ImageTagMirrorSet; prints the proxy's log per kind of traffic.
 	hack/cluster/build.sh
-	go test -tags 'e2e proxy' ./test/e2e/ -v -count=1 -timeout 20m -run 'TestProxy'
+	go test -tags 'e2e proxy' ./test/e2e/ -v -count=1 -timeout 20m -run 'TestProxy|TestMetricsEndpointServesAuthenticatedScrapers'
 
 .PHONY: test-argocd-full
 test-argocd-full: ## Opt-in, not in CI: Argo CD's application controller and repo server (built once, minutes) sync a MultiArchBuild from git and judge it with docs/gitops.md's health check.

@@ -35,7 +35,7 @@ GIT_HTTP_PORT="${MAB_GIT_HTTP_PORT:-9420}"
 TAG=mab-proxy-world
 
 rules() { # -A|-D
-  local op=$1 s
+  local s
   for s in "${NODE_SUBNET[@]}"; do
     echo INPUT -s "$s" -d "${SERVICE_IP}/32" -p tcp -m multiport --dports "${REGISTRY_PORT},${TLS_PORT},${GIT_PORT},${GIT_HTTP_PORT}" -j REJECT -m comment --comment "$TAG"
     echo FORWARD -s "$s" -p tcp -m multiport --dports 80,443 -j REJECT -m comment --comment "$TAG"
