@@ -74,7 +74,7 @@ stop_in_cluster() {
 case "${1:-start}" in
   stop) stop_operator; stop_in_cluster; stop_olm; exit 0 ;;
   logs) save_logs; cat "${LOGS}/operator.log"; exit 0 ;;
-  restart) stop_operator ;;
+  restart) stop_operator; stop_in_cluster ;;
   start) ;;
   *) die "usage: $0 start|restart|stop|logs" ;;
 esac
