@@ -96,9 +96,11 @@ func TestPreflightChecksEveryBaseImageOffersEveryPlatform(t *testing.T) {
 			containerfile: "FROM " + multi + "\nRUN <<EOF\nFROM " + amd64List + "\nEOF\n",
 		},
 		{
-			name:          "a missing image fails naming it",
+			// Not a verdict: buildah's manifest commands resolve less than
+			// its pulls (no tag-only mirrors in 1.28), so the build pulls it
+			// and reports a missing image in buildah's own words.
+			name:          "an image preflight cannot read is left to the build",
 			containerfile: "FROM " + reg.Host + "/base/missing:v1\n",
-			wantError:     []string{"cannot read image " + reg.Host + "/base/missing:v1", "manifest unknown"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
