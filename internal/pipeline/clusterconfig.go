@@ -56,7 +56,7 @@ const (
 //     callers read either);
 //   - TRUSTED_CA_BUNDLE: the PEM bundle, added to the image's own trust by
 //     the scripts that need it (clone.sh for git, maven.sh imports it into
-//     a truststore with keytool); NODE_EXTRA_CA_CERTS (node and npm add it
+//     a truststore with keytool); NODE_EXTRA_CA_CERTS composed by install.sh (node and npm add it
 //     to their own); SSL_CERT_DIR for buildah (Go adds the directory's
 //     certificates to the system bundle; the directory holds only the bundle);
 //   - buildah steps: HOME with .config/containers/registries.conf.d/
@@ -97,7 +97,10 @@ func (c *ClusterConfig) applyTask(ts *tektonv1.TaskSpec) {
 		buildah := isBuildahStep(st)
 		if c.ConfigMap != "" && c.CABundle {
 			trust = true
-			st.Env = append(st.Env, env("TRUSTED_CA_BUNDLE", TrustedCAFile), env("NODE_EXTRA_CA_CERTS", TrustedCAFile))
+			// Not NODE_EXTRA_CA_CERTS itself: a Node.js image may set it to
+			// the CAs it needs (node does not read the system store);
+			// install.sh adds the cluster bundle to those.
+			st.Env = append(st.Env, env("TRUSTED_CA_BUNDLE", TrustedCAFile))
 			if buildah {
 				st.Env = append(st.Env, env("SSL_CERT_DIR", mountTrust))
 			}

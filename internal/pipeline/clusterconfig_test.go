@@ -64,7 +64,7 @@ func TestClusterConfigReachesEveryStepAsValues(t *testing.T) {
 				for k, want := range map[string]string{
 					"HTTP_PROXY": cc.HTTPProxy, "http_proxy": cc.HTTPProxy, "HTTPS_PROXY": cc.HTTPSProxy, "https_proxy": cc.HTTPSProxy,
 					"NO_PROXY": cc.NoProxy, "no_proxy": cc.NoProxy,
-					"TRUSTED_CA_BUNDLE": TrustedCAFile, "NODE_EXTRA_CA_CERTS": TrustedCAFile,
+					"TRUSTED_CA_BUNDLE": TrustedCAFile, "NODE_EXTRA_CA_CERTS": "",
 				} {
 					if envs[k] != want {
 						t.Errorf("%s: %s = %q, want %q", where, k, envs[k], want)

@@ -59,6 +59,17 @@ if command -v node >/dev/null; then
   fi
 fi
 
+if [[ -n "${TRUSTED_CA_BUNDLE:-}" && -s "$TRUSTED_CA_BUNDLE" ]]; then
+  # node trusts its own bundled CAs plus NODE_EXTRA_CA_CERTS: keep what the
+  # image put there (often the system store) and add the cluster's bundle.
+  ca="${HOME:-/tmp}/.multiarch-build-node-ca.pem"
+  {
+    if [[ -n "${NODE_EXTRA_CA_CERTS:-}" && -r "$NODE_EXTRA_CA_CERTS" ]]; then cat -- "$NODE_EXTRA_CA_CERTS"; echo; fi
+    cat -- "$TRUSTED_CA_BUNDLE"
+  } > "$ca"
+  export NODE_EXTRA_CA_CERTS="$ca"
+fi
+
 if (($# > 0)); then
   cmd=("$@")
 elif [[ -f package-lock.json || -f npm-shrinkwrap.json ]]; then
