@@ -37,12 +37,13 @@ const (
 	volContainers = "cluster-containers"
 	// mountTrust holds only ca-bundle.crt, so that it can be SSL_CERT_DIR.
 	mountTrust = "/etc/multiarch-build/trust"
-	// buildahHome is HOME of the buildah steps when the cluster has a
-	// registries configuration: containers/image reads the drop-ins of
-	// $HOME/.config/containers/registries.conf.d after the image's own
-	// (/etc/containers/registries.conf and registries.conf.d), and
-	// $HOME/.config/containers/policy.json instead of /etc/containers'.
-	buildahHome = "/workspace/buildah-home"
+	// registriesDropIn and policyFile are where buildah, which runs as
+	// root, reads the cluster's registries configuration:
+	// containers/image reads $HOME/.config/containers only when rootless.
+	// registries.conf.d is read after the image's registries.conf and
+	// drop-ins, so the image's own settings stay.
+	registriesDropIn = "/etc/containers/registries.conf.d/99-cluster.conf"
+	policyFile       = "/etc/containers/policy.json"
 	// TrustedCAFile is the bundle every step sees (TRUSTED_CA_BUNDLE).
 	TrustedCAFile = mountTrust + "/" + clusterconfig.CABundleKey
 )
@@ -59,9 +60,9 @@ const (
 //     a truststore with keytool); NODE_EXTRA_CA_CERTS composed by install.sh (node and npm add it
 //     to their own); SSL_CERT_DIR for buildah (Go adds the directory's
 //     certificates to the system bundle; the directory holds only the bundle);
-//   - buildah steps: HOME with .config/containers/registries.conf.d/
-//     99-cluster.conf (mirrors, insecure and blocked registries) and
-//     policy.json (allowed registries).
+//   - buildah steps: /etc/containers/registries.conf.d/99-cluster.conf
+//     (mirrors, insecure and blocked registries) and /etc/containers/
+//     policy.json (allowed registries), file mounts of the run's ConfigMap.
 func applyClusterConfig(pr *tektonv1.PipelineRun, c *ClusterConfig) {
 	if c == nil {
 		return
@@ -108,22 +109,24 @@ func (c *ClusterConfig) applyTask(ts *tektonv1.TaskSpec) {
 		}
 		if buildah && c.ConfigMap != "" && (c.RegistriesConf || c.Policy) {
 			containers = true
-			st.Env = append(st.Env, env("HOME", buildahHome))
-			st.VolumeMounts = append(st.VolumeMounts, corev1.VolumeMount{Name: volContainers, MountPath: buildahHome + "/.config/containers", ReadOnly: true})
+			if c.RegistriesConf {
+				st.VolumeMounts = append(st.VolumeMounts, corev1.VolumeMount{Name: volContainers, MountPath: registriesDropIn, SubPath: "99-cluster.conf", ReadOnly: true})
+			}
+			if c.Policy {
+				st.VolumeMounts = append(st.VolumeMounts, corev1.VolumeMount{Name: volContainers + "-policy", MountPath: policyFile, SubPath: "policy.json", ReadOnly: true})
+			}
 		}
 	}
 	if trust {
 		ts.Volumes = append(ts.Volumes, c.volume(volTrust, corev1.KeyToPath{Key: clusterconfig.CABundleKey, Path: clusterconfig.CABundleKey}))
 	}
 	if containers {
-		var items []corev1.KeyToPath
 		if c.RegistriesConf {
-			items = append(items, corev1.KeyToPath{Key: clusterconfig.RegistriesConfKey, Path: "registries.conf.d/99-cluster.conf"})
+			ts.Volumes = append(ts.Volumes, c.volume(volContainers, corev1.KeyToPath{Key: clusterconfig.RegistriesConfKey, Path: "99-cluster.conf"}))
 		}
 		if c.Policy {
-			items = append(items, corev1.KeyToPath{Key: clusterconfig.PolicyKey, Path: "policy.json"})
+			ts.Volumes = append(ts.Volumes, c.volume(volContainers+"-policy", corev1.KeyToPath{Key: clusterconfig.PolicyKey, Path: "policy.json"}))
 		}
-		ts.Volumes = append(ts.Volumes, c.volume(volContainers, items...))
 	}
 }
 
