@@ -7,10 +7,13 @@
 #     host:port for HTTPS, GET http://... for plain HTTP);
 #   - pod egress blocked except through it: iptables in the host, for the
 #     pods' bridge subnets (10.88.0.0/24, 10.88.1.0/24), rejects TCP to the
-#     registry (5770), the TLS registry (5771), the git daemon (9419), the
-#     test's git HTTP server (9420) and, forwarded, to ports 80 and 443 of
-#     anything (the npm registry). The proxy itself runs in the host, so it
-#     reaches all of them;
+#     TLS registry (5771), the git daemon (9419), the test's git HTTP server
+#     (9420) and, forwarded, to ports 80 and 443 of anything (the npm
+#     registry). The plain-HTTP registry (5770: step images, the mirror) stays
+#     direct and is in the test's noProxy, as internal mirrors usually are:
+#     tinyproxy forwards one of containers/image's repeated Accept headers
+#     only, which makes OCI index pulls through it fail. The proxy itself runs
+#     in the host, so it reaches all of them;
 #   - a second docker-registry over TLS on SERVICE_IP:5771, its certificate
 #     signed by a private CA made here (openssl): ${STATE}/proxy-world/ca.crt.
 #     Nothing in the cluster trusts it but what the test puts in the cluster's
@@ -37,7 +40,7 @@ TAG=mab-proxy-world
 rules() { # -A|-D
   local s
   for s in "${NODE_SUBNET[@]}"; do
-    echo INPUT -s "$s" -d "${SERVICE_IP}/32" -p tcp -m multiport --dports "${REGISTRY_PORT},${TLS_PORT},${GIT_PORT},${GIT_HTTP_PORT}" -j REJECT -m comment --comment "$TAG"
+    echo INPUT -s "$s" -d "${SERVICE_IP}/32" -p tcp -m multiport --dports "${TLS_PORT},${GIT_PORT},${GIT_HTTP_PORT}" -j REJECT -m comment --comment "$TAG"
     echo FORWARD -s "$s" -p tcp -m multiport --dports 80,443 -j REJECT -m comment --comment "$TAG"
   done
 }
