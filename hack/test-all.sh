@@ -42,4 +42,5 @@ if [ -d test/e2e ]; then
   make test-e2e
   make test-e2e-olm
   make test-e2e-capacity
+  make test-e2e-proxy
 fi
