@@ -62,6 +62,36 @@ stop_olm() {
   olminstall -uninstall -namespace "$OLM_NS" >&2
 }
 
+# wait_admission: the capacity admission policy's parameter kind is the
+# BuildCapacityPolicy CRD. When that CRD was deleted and created again (an OLM
+# uninstall, then this deploy), kube-apiserver keeps the policy's "failed to
+# find resource referenced by paramKind" until the policy object changes:
+# touch it, then wait until a server-side dry run of a MultiArchBuild is
+# judged by the policies again.
+wait_admission() {
+  local vap=multiarch-build-capacity-policy out i
+  kc get validatingadmissionpolicy "$vap" >/dev/null 2>&1 || return 0
+  kc wait --for=condition=Established crd/buildcapacitypolicies.build.multiarch.io --timeout=60s >/dev/null
+  for ((i = 0; i < 60; i++)); do
+    out=$(kc create --dry-run=server -o name -f - 2>&1 <<YAML || true
+apiVersion: build.multiarch.io/v1alpha1
+kind: MultiArchBuild
+metadata: {name: admission-probe, namespace: default}
+spec:
+  source: {git: {url: "git://${SERVICE_IP}:${GIT_PORT}/probe.git"}}
+  output: {image: "${REGISTRY}/probe/probe:latest"}
+YAML
+)
+    case "$out" in
+      *"failed to configure policy"*|*"paramKind"*)
+        ((i % 5 == 0)) && kc annotate --overwrite validatingadmissionpolicy "$vap" "multiarch.local/resynced=$(date +%s%N)" >/dev/null
+        sleep 1 ;;
+      *) return 0 ;;
+    esac
+  done
+  log "WARNING: ${vap} still cannot resolve its parameter kind: ${out}"
+}
+
 stop_in_cluster() {
   kc get --raw /readyz >/dev/null 2>&1 || return 0
   if kc -n "$OP_NS" get deploy "$OP_DEPLOY" >/dev/null 2>&1; then
@@ -113,6 +143,7 @@ if [ "$MODE" = in-cluster ] || [ "$MODE" = olm ]; then
   kc wait --for=condition=Established crd/multiarchbuilds.build.multiarch.io --timeout=60s >/dev/null
   kc -n "$OP_NS" rollout status "deploy/${OP_DEPLOY}" --timeout=180s >&2 \
     || { kc -n "$OP_NS" get pods -o wide >&2; kc -n "$OP_NS" describe pods >&2 | tail -40; die "the operator's Deployment did not become ready"; }
+  wait_admission
   pod=$(kc -n "$OP_NS" get pods -l control-plane=controller-manager --field-selector=status.phase=Running -o jsonpath='{.items[0].metadata.name} on {.items[0].spec.nodeName} as ServiceAccount {.items[0].spec.serviceAccountName}')
   log "operator running in cluster ($(( $(date +%s) - t0 ))s): pod ${OP_NS}/${pod}, image @${digest}, admission +${OPENSHIFT_ADMISSION_PLUGINS}"
   exit 0
