@@ -67,8 +67,12 @@ func (r *MultiArchBuildReconciler) recordTransitions(s *buildScope) {
 	if c := meta.FindStatusCondition(after, v1alpha1.ConditionSucceeded); c != nil && c.Status != metav1.ConditionUnknown {
 		if b := meta.FindStatusCondition(s.before.Conditions, v1alpha1.ConditionSucceeded); b == nil || b.Status != c.Status || b.Reason != c.Reason {
 			buildsFinished.WithLabelValues(c.Reason).Inc()
-			if lr := s.build.Status.LatestRun; lr != nil && lr.StartTime != nil && lr.CompletionTime != nil {
-				buildDuration.WithLabelValues(c.Reason).Observe(lr.CompletionTime.Sub(lr.StartTime.Time).Seconds())
+			if lr := s.build.Status.LatestRun; lr != nil && lr.StartTime != nil {
+				end := r.clock() // pushed, the run's cleanup still going
+				if lr.CompletionTime != nil {
+					end = lr.CompletionTime.Time
+				}
+				buildDuration.WithLabelValues(c.Reason).Observe(end.Sub(lr.StartTime.Time).Seconds())
 			}
 			observePlatformPhases(s.build.Status.Platforms)
 		}

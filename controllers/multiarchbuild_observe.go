@@ -37,6 +37,7 @@ func (r *MultiArchBuildReconciler) observeRun(ctx context.Context, s *buildScope
 		}
 		s.taskRuns = list.Items
 		s.outcome.FailedTask, s.outcome.FailedTaskName = failedTaskOf(s.taskRuns)
+		s.outcome.Pushed = pushedTaskRun(s.taskRuns)
 		gen := s.build.Generation
 		if g, err := strconv.ParseInt(run.Labels[pipeline.LabelGeneration], 10, 64); err == nil {
 			gen = g // a run kept current by a refused retry may be of an older generation
@@ -62,7 +63,7 @@ func (r *MultiArchBuildReconciler) observeRun(ctx context.Context, s *buildScope
 		s.setRetry(metav1.ConditionFalse, v1alpha1.ReasonReusedImageMissing, succeeded.Message)
 	}
 	if run != nil && succeeded.Status == metav1.ConditionTrue {
-		res := runResults(run)
+		res := builtResults(run, s.taskRuns)
 		if d := res[pipeline.ResultImageDigest]; d != "" {
 			st.Digest = d
 			st.Image = repository(s.build.Spec.Output.Image) + "@" + d

@@ -126,6 +126,9 @@ type runOutcome struct {
 	// CreateErr is why the run could not be created (spec or API error).
 	CreateErr    error
 	CreateReason string
+	// Pushed is the run's push TaskRun once it succeeded: the index is in
+	// the registry, whatever the finally task (cleanup) still does.
+	Pushed *tektonv1.TaskRun
 	// FailedTask names the first failed pipeline task and its message.
 	FailedTask string
 	// FailedTaskName is that pipeline task's name.
@@ -150,6 +153,16 @@ func succeededCondition(o runOutcome) metav1.Condition {
 	default:
 		tc := o.Run.Status.GetCondition(apis.ConditionSucceeded)
 		switch {
+		case o.Pushed != nil && (tc == nil || tc.Status != corev1.ConditionTrue):
+			// The build is done when its index is pushed: the user waits
+			// neither for the cleanup of the volume nor for its pod.
+			c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonRunSucceeded
+			switch {
+			case tc != nil && tc.Status == corev1.ConditionFalse:
+				c.Message = fmt.Sprintf("PipelineRun %s pushed the index; then %s: the run's directory stays on the volume until the next run's cleanup removes it", o.Run.Name, orDefault(o.FailedTask, tc.Message))
+			default:
+				c.Message = fmt.Sprintf("PipelineRun %s pushed the index (its cleanup of the volume goes on)", o.Run.Name)
+			}
 		case tc == nil:
 			c.Status, c.Reason, c.Message = metav1.ConditionUnknown, v1alpha1.ReasonRunPending, fmt.Sprintf("PipelineRun %s was created and waits for Tekton", o.Run.Name)
 		case tc.Status == corev1.ConditionTrue:
@@ -354,6 +367,44 @@ func runResults(run *tektonv1.PipelineRun) map[string]string {
 		m[r.Name] = strings.TrimSpace(r.Value.StringVal)
 	}
 	return m
+}
+
+// builtResults are the run's results once its index is pushed: Tekton
+// publishes the PipelineRun's only when the finally task is done too, so
+// until then they come from the push and clone TaskRuns, which wrote them.
+func builtResults(run *tektonv1.PipelineRun, taskRuns []tektonv1.TaskRun) map[string]string {
+	m := runResults(run)
+	for _, tr := range taskRuns {
+		var want []string
+		switch tr.Labels["tekton.dev/pipelineTask"] {
+		case pipeline.TaskPush:
+			want = []string{pipeline.ResultImageDigest, pipeline.ResultImageURL}
+		case pipeline.TaskClone:
+			want = []string{pipeline.ResultCommit}
+		}
+		for _, r := range tr.Status.Results {
+			for _, name := range want {
+				if r.Name == name && m[name] == "" {
+					m[name] = strings.TrimSpace(r.Value.StringVal)
+				}
+			}
+		}
+	}
+	return m
+}
+
+// pushedTaskRun is the run's push TaskRun if it succeeded.
+func pushedTaskRun(taskRuns []tektonv1.TaskRun) *tektonv1.TaskRun {
+	for i := range taskRuns {
+		tr := &taskRuns[i]
+		if tr.Labels["tekton.dev/pipelineTask"] != pipeline.TaskPush {
+			continue
+		}
+		if c := tr.Status.GetCondition(apis.ConditionSucceeded); c != nil && c.Status == corev1.ConditionTrue {
+			return tr
+		}
+	}
+	return nil
 }
 
 // repository strips the tag of an image reference: quay.io/a/b:1 -> quay.io/a/b.

@@ -117,6 +117,11 @@ func TestSucceededCondition(t *testing.T) {
 		{"other Tekton failure is Failed", runOutcome{Run: runWith(corev1.ConditionFalse, "CouldntGetTask", "")}, metav1.ConditionFalse, v1alpha1.ReasonRunFailed, ""},
 		{"deleted", runOutcome{Deleted: true}, metav1.ConditionFalse, v1alpha1.ReasonRunDeleted, "rebuild="},
 		{"invalid spec", runOutcome{CreateErr: errors.New("bad"), CreateReason: v1alpha1.ReasonInvalidSpec}, metav1.ConditionFalse, v1alpha1.ReasonInvalidSpec, "bad"},
+		// The index is pushed: done, while the finally task cleans up.
+		{"pushed, cleanup running", runOutcome{Run: runWith(corev1.ConditionUnknown, "Running", ""), Pushed: &tektonv1.TaskRun{}},
+			metav1.ConditionTrue, v1alpha1.ReasonRunSucceeded, "pushed the index (its cleanup of the volume goes on)"},
+		{"pushed, cleanup failed", runOutcome{Run: runWith(corev1.ConditionFalse, "Failed", "Tasks Completed: 4 (Failed: 1)"), Pushed: &tektonv1.TaskRun{}, FailedTask: "task cleanup failed: rm: busy"},
+			metav1.ConditionTrue, v1alpha1.ReasonRunSucceeded, "pushed the index; then task cleanup failed: rm: busy"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -125,6 +130,44 @@ func TestSucceededCondition(t *testing.T) {
 				t.Errorf("got %s/%s %q, want %s/%s containing %q", c.Status, c.Reason, c.Message, tt.wantStatus, tt.wantReason, tt.wantMessage)
 			}
 		})
+	}
+}
+
+// Until Tekton publishes the run's results (after the finally task), the
+// digest and commit come from the TaskRuns that wrote them; a push that has
+// not succeeded yet is not "pushed".
+func TestBuiltResultsBeforeTheRunEnds(t *testing.T) {
+	tr := func(task string, st corev1.ConditionStatus, results map[string]string) tektonv1.TaskRun {
+		r := tektonv1.TaskRun{ObjectMeta: metav1.ObjectMeta{Name: "run-" + task, Labels: map[string]string{"tekton.dev/pipelineTask": task}}}
+		r.Status.SetCondition(&apis.Condition{Type: apis.ConditionSucceeded, Status: st})
+		for k, v := range results {
+			r.Status.Results = append(r.Status.Results, tektonv1.TaskRunResult{Name: k, Type: tektonv1.ResultsTypeString, Value: *tektonv1.NewStructuredValues(v)})
+		}
+		return r
+	}
+	digest := "sha256:" + strings.Repeat("a", 64)
+	trs := []tektonv1.TaskRun{
+		tr(pipeline.TaskClone, corev1.ConditionTrue, map[string]string{pipeline.ResultCommit: "abc123\n"}),
+		tr(pipeline.BuildTaskName("amd64"), corev1.ConditionTrue, map[string]string{pipeline.ResultImageDigest: "sha256:" + strings.Repeat("b", 64)}),
+		tr(pipeline.TaskPush, corev1.ConditionTrue, map[string]string{pipeline.ResultImageDigest: digest, pipeline.ResultImageURL: "r.example/a"}),
+	}
+	run := runWith(corev1.ConditionUnknown, "Running", "")
+	got := builtResults(run, trs)
+	want := map[string]string{pipeline.ResultCommit: "abc123", pipeline.ResultImageDigest: digest, pipeline.ResultImageURL: "r.example/a"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("results (-want +got):\n%s", diff)
+	}
+	if pushedTaskRun(trs) == nil {
+		t.Error("a succeeded push TaskRun is not seen as pushed")
+	}
+	trs[2] = tr(pipeline.TaskPush, corev1.ConditionUnknown, nil)
+	if pushedTaskRun(trs) != nil {
+		t.Error("a running push TaskRun is seen as pushed")
+	}
+	// The run's own results win once Tekton has them.
+	run.Status.Results = []tektonv1.PipelineRunResult{{Name: pipeline.ResultImageDigest, Value: *tektonv1.NewStructuredValues("sha256:" + strings.Repeat("c", 64))}}
+	if got := builtResults(run, trs)[pipeline.ResultImageDigest]; got != "sha256:"+strings.Repeat("c", 64) {
+		t.Errorf("digest = %s, want the PipelineRun's result", got)
 	}
 }
 

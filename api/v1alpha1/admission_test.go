@@ -171,6 +171,12 @@ var invalidCases = []admissionCase{
 	{"image with scheme", setTo("spec.output.image", "docker://quay.io/example/app"), "spec.output.image"},
 	{"image starting with dash", setTo("spec.output.image", "--tls-verify=false"), "spec.output.image"},
 	{"image with shell", setTo("spec.output.image", "quay.io/example/app;id"), "spec.output.image"},
+	// output.layerCache
+	{"layer cache repository with tag", setTo("spec.output.layerCache.repository", "quay.io/example/cache:latest"), "spec.output.layerCache.repository"},
+	{"layer cache repository with digest", setTo("spec.output.layerCache.repository", "quay.io/example/cache@"+digest), "spec.output.layerCache.repository"},
+	{"layer cache repository without registry", setTo("spec.output.layerCache.repository", "cache"), "spec.output.layerCache.repository"},
+	{"layer cache repository as an option", setTo("spec.output.layerCache.repository", "--tls-verify=false"), "spec.output.layerCache.repository"},
+	{"layer cache mode unknown", setTo("spec.output.layerCache.mode", "Local"), "spec.output.layerCache.mode"},
 	{"image with parent component", setTo("spec.output.image", "quay.io/../app"), "spec.output.image"},
 	{"image tag starting with dash", setTo("spec.output.image", "quay.io/example/app:-x"), "spec.output.image"},
 	// strategy blocks
@@ -369,6 +375,8 @@ func TestAdmissionAcceptsValidEdgeCases(t *testing.T) {
 		{"containerfile with dashes", setTo("spec.strategy.containerfile", "docker/my-app.Containerfile")},
 		{"registry with port and tag", setTo("spec.output.image", "127.0.0.1:5000/e2e/app:v1.2.3")},
 		{"nested repository", setTo("spec.output.image", "quay.io/org/team/app_name-x:latest")},
+		{"layer cache in a repository with a port", setTo("spec.output.layerCache.repository", "127.0.0.1:5000/e2e/app-cache")},
+		{"layer cache disabled", setTo("spec.output.layerCache.mode", "Disabled")},
 		{"commit sha revision", setTo("spec.source.git.revision", "3b11df8a0c3e0f1f5b1b2d5e1f0a9c8b7d6e5f4a")},
 		{"tag revision", setTo("spec.source.git.revision", "refs/tags/v1.0.0")},
 		{"dot dot inside a name is fine", setTo("spec.source.contextDir", "src/my..dir")},

@@ -306,6 +306,46 @@ type OutputSpec struct {
 	// Secret with the registry credentials used to push.
 	// +optional
 	PushSecretRef *corev1.LocalObjectReference `json:"pushSecretRef,omitempty"`
+
+	// layerCache keeps the layers buildah makes in a registry repository,
+	// keyed by what made them (base image, instruction, files copied), and
+	// reuses them in the next build of the same architecture: an unchanged
+	// rebuild builds nothing, a change to the sources rebuilds from the first
+	// instruction that sees it. On by default, in the output image's own
+	// repository (the push Secret is then enough).
+	// +optional
+	LayerCache *LayerCacheSpec `json:"layerCache,omitempty"`
+}
+
+// LayerCacheMode says whether layers are cached in a registry.
+// +kubebuilder:validation:Enum=Registry;Disabled
+type LayerCacheMode string
+
+const (
+	// LayerCacheRegistry pulls cached layers from, and pushes new ones to,
+	// the cache repository (buildah --layers --cache-from --cache-to).
+	LayerCacheRegistry LayerCacheMode = "Registry"
+	// LayerCacheDisabled builds every layer every time.
+	LayerCacheDisabled LayerCacheMode = "Disabled"
+)
+
+// LayerCacheSpec is where a build's layers are cached.
+type LayerCacheSpec struct {
+	// mode Registry (the default) caches layers in repository; Disabled
+	// builds every layer every time.
+	// +kubebuilder:default=Registry
+	// +optional
+	Mode LayerCacheMode `json:"mode,omitempty"`
+
+	// repository is registry/repository, without tag or digest, that holds
+	// the cached layers as tags named by their cache key. It defaults to the
+	// repository of spec.output.image. Whoever can push to it can choose the
+	// layers later builds reuse: give a repository only those who may push
+	// the output image can write to.
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+(([._]|__|[-]+)[a-z0-9]+)*)+$')",message="spec.output.layerCache.repository must be a lowercase repository registry/repository, without tag or digest, for example quay.io/team/app-cache"
+	// +optional
+	Repository string `json:"repository,omitempty"`
 }
 
 // WorkspaceSpec is the shared ReadWriteMany volume.

@@ -64,6 +64,7 @@ const (
 	paramRepository    = "REPOSITORY"
 	paramInstall       = "INSTALL_COMMAND"
 	paramGoals         = "MAVEN_GOALS"
+	paramCacheRepo     = "CACHE_REPOSITORY"
 	// Task parameters only, from other tasks' results.
 	paramSourceDateEpoch = "SOURCE_DATE_EPOCH"
 )
@@ -170,6 +171,7 @@ func (g *generator) runParams() tektonv1.Params {
 		arrayParam(paramBuildArgs, p.buildArgs),
 		stringParam(paramImage, p.image),
 		stringParam(paramRepository, p.repository),
+		stringParam(paramCacheRepo, p.cacheRepo),
 	}
 	switch p.strategy {
 	case v1alpha1.StrategyNodeJS:
@@ -192,6 +194,7 @@ func (g *generator) pipelineSpec() *tektonv1.PipelineSpec {
 			arrayParamSpec(paramBuildArgs, "Build arguments NAME=VALUE (spec.strategy.buildArgs)."),
 			stringParamSpec(paramImage, "Image the manifest list is pushed to, with its tag (spec.output.image)."),
 			stringParamSpec(paramRepository, "Repository of the image, without tag."),
+			stringParamSpec(paramCacheRepo, "Repository of the layer cache (spec.output.layerCache); empty: no layer cache."),
 		},
 	}
 	switch p.strategy {
@@ -545,6 +548,7 @@ func (g *generator) buildTask(pl v1alpha1.Platform, after ...string) tektonv1.Pi
 			env("REPOSITORY", "$(params."+paramRepository+")"),
 			env("SOURCE_DATE_EPOCH", "$(params."+paramSourceDateEpoch+")"),
 			env("OCI_DIR", ociDir),
+			env("CACHE_REPOSITORY", "$(params."+paramCacheRepo+")"),
 			env("REGISTRY_AUTH_DIR", ""),
 			env("RESULT_IMAGE_DIGEST", "$(results."+ResultImageDigest+".path)"),
 			env("RESULT_IMAGE_URL", "$(results."+ResultImageURL+".path)"),
@@ -566,6 +570,7 @@ func (g *generator) buildTask(pl v1alpha1.Platform, after ...string) tektonv1.Pi
 			passString(paramContainerfile),
 			passArray(paramBuildArgs),
 			passString(paramRepository),
+			passString(paramCacheRepo),
 			stringParam(paramSourceDateEpoch, "$(tasks."+TaskClone+".results."+ResultSourceDateEpoch+")"),
 		},
 		TaskSpec: &tektonv1.EmbeddedTask{
@@ -577,6 +582,7 @@ func (g *generator) buildTask(pl v1alpha1.Platform, after ...string) tektonv1.Pi
 					stringParamSpec(paramContainerfile, ""),
 					arrayParamSpec(paramBuildArgs, ""),
 					stringParamSpec(paramRepository, ""),
+					stringParamSpec(paramCacheRepo, ""),
 					stringParamSpec(paramSourceDateEpoch, "Commit time of the sources, the image's timestamp."),
 				},
 				Results: []tektonv1.TaskResult{

@@ -368,14 +368,14 @@ func TestScriptsBuildReproducibleImages(t *testing.T) {
 	first := git.repoAt(t, "public/repro.git", files, "@1700000000 +0000")
 	other := git.repoAt(t, "public/repro-later.git", files, "@1700003600 +0000")
 
-	build := func(repo, revision, token string) (map[string]string, time.Duration) {
+	build := func(repo, revision, token string, cache v1alpha1.LayerCacheMode) (map[string]string, time.Duration) {
 		b := &v1alpha1.MultiArchBuild{
 			ObjectMeta: sampleMeta("repro"),
 			Spec: v1alpha1.MultiArchBuildSpec{
 				Source:    v1alpha1.SourceSpec{Git: v1alpha1.GitSource{URL: git.url(repo), Revision: revision}, ContextDir: "app"},
 				Strategy:  v1alpha1.StrategySpec{BuildArgs: []v1alpha1.BuildArg{{Name: "VERSION", Value: "1.0"}}},
 				Platforms: platforms,
-				Output:    v1alpha1.OutputSpec{Image: reg.Host + "/test/repro:v1"},
+				Output:    v1alpha1.OutputSpec{Image: reg.Host + "/test/repro:v1", LayerCache: &v1alpha1.LayerCacheSpec{Mode: cache}},
 			},
 		}
 		b.Annotations = map[string]string{v1alpha1.RebuildAnnotation: token}
@@ -395,19 +395,159 @@ func TestScriptsBuildReproducibleImages(t *testing.T) {
 		}
 		return out
 	}
-	one, push1 := build("public/repro.git", first, "1")
-	two, push2 := build("public/repro.git", first, "2")
-	t.Logf("same commit twice: %v; push step %s then %s", digests(one), push1.Round(time.Millisecond), push2.Round(time.Millisecond))
+	// Without the layer cache, then with it (cold, then warm): the same
+	// digests each time.
+	one, push1 := build("public/repro.git", first, "1", v1alpha1.LayerCacheDisabled)
+	two, push2 := build("public/repro.git", first, "2", v1alpha1.LayerCacheRegistry)
+	three, _ := build("public/repro.git", first, "2b", v1alpha1.LayerCacheRegistry)
+	t.Logf("same commit three times: %v; push step %s then %s", digests(one), push1.Round(time.Millisecond), push2.Round(time.Millisecond))
 	if diff := cmp.Diff(digests(one), digests(two)); diff != "" {
-		t.Errorf("two builds of commit %s give different digests (-first +second):\n%s", first, diff)
+		t.Errorf("two builds of commit %s give different digests, the second with a cold layer cache (-first +second):\n%s", first, diff)
 	}
-	later, _ := build("public/repro-later.git", other, "3")
+	if diff := cmp.Diff(digests(one), digests(three)); diff != "" {
+		t.Errorf("a build of commit %s from a warm layer cache gives other digests (-cold +warm):\n%s", first, diff)
+	}
+	// The commit time reaches the image when its layers are built (a warm
+	// cache would hand back the earlier commit's identical layers: see
+	// TestScriptsLayerCache).
+	later, _ := build("public/repro-later.git", other, "3", v1alpha1.LayerCacheDisabled)
 	t.Logf("same files, commit an hour later: %v", digests(later))
 	for name, d := range digests(later) {
 		if d == digests(one)[name] {
 			t.Errorf("%s = %s for commits %s and %s: the commit time does not reach the image", name, d, first, other)
 		}
 	}
+}
+
+// The layer cache (spec.output.layerCache, buildah --layers --cache-from
+// --cache-to the registry): each build task starts from an empty buildah
+// storage, as on a cluster, so whatever it reuses came from the cache
+// repository. The Containerfile's dependency layer is slow and records a
+// random id: the same id in a later image means the layer was reused, a new
+// one that it was built again.
+func TestScriptsLayerCache(t *testing.T) {
+	if _, err := exec.LookPath("buildah"); err != nil {
+		t.Skip("buildah is not on PATH: the real-build tests need the Debian packages buildah docker-registry qemu-user-static binfmt-support busybox-static git")
+	}
+	platforms := []v1alpha1.Platform{v1alpha1.PlatformLinuxAMD64, v1alpha1.PlatformLinuxARM64}
+	reg := registry.Start(t)
+	base := reg.Host + "/base/busybox:latest"
+	images.BuildBusyboxBase(t, images.NewStorage(t, reg.Env()...), base, []string{"linux/amd64", "linux/arm64"})
+	git := startGitServer(t, "builder", "s3cret")
+	files := func(app string) map[string]string {
+		return map[string]string{
+			"Containerfile": "FROM " + base + "\n" +
+				"COPY deps.txt /deps.txt\n" +
+				"RUN sleep 4 && cat /proc/sys/kernel/random/uuid > /deps-id\n" +
+				"COPY app.txt /app.txt\n",
+			"deps.txt": "is-number 7.0.0\n",
+			"app.txt":  app,
+		}
+	}
+	commitA := git.repoAt(t, "public/cached.git", files("v1\n"), "@1700000000 +0000")
+	commitB := git.repoAt(t, "public/cached-b.git", files("v2\n"), "@1700003600 +0000")
+
+	type result struct {
+		index  string
+		deps   map[string]string // arch -> /deps-id
+		app    map[string]string // arch -> /app.txt
+		builds time.Duration     // build-<arch> tasks, summed
+	}
+	build := func(repo, commit, token string, cache *v1alpha1.LayerCacheSpec) result {
+		b := &v1alpha1.MultiArchBuild{
+			ObjectMeta: sampleMeta("cached"),
+			Spec: v1alpha1.MultiArchBuildSpec{
+				Source:    v1alpha1.SourceSpec{Git: v1alpha1.GitSource{URL: git.url(repo), Revision: commit}},
+				Platforms: platforms,
+				Output:    v1alpha1.OutputSpec{Image: reg.Host + "/test/cached:v1", LayerCache: cache},
+			},
+		}
+		b.Annotations = map[string]string{v1alpha1.RebuildAnnotation: token}
+		pr, err := Generate(Input{Build: b, Settings: testSettings(), WorkspaceClaim: "ws"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &localRunner{t: t, shared: t.TempDir(), clientEnv: reg.Env()}
+		res := r.run(pr)
+		idx := checkPushedIndex(t, reg, "test/cached", "v1", res, platforms)
+		out := result{index: res[ResultImageDigest], deps: map[string]string{}, app: map[string]string{}}
+		for _, pl := range platforms {
+			out.deps[pl.Arch()] = readImageFile(t, reg, "test/cached", idx[pl.Arch()], "deps-id")
+			out.app[pl.Arch()] = readImageFile(t, reg, "test/cached", idx[pl.Arch()], "app.txt")
+			out.builds += r.taskDurations[BuildTaskName(pl.Arch())]
+		}
+		return out
+	}
+	cacheRepo := reg.Host + "/test/cached-layers"
+	inRepo := &v1alpha1.LayerCacheSpec{Repository: cacheRepo}
+
+	cold := build("public/cached.git", commitA, "1", inRepo)
+	warm := build("public/cached.git", commitA, "2", inRepo)
+	changed := build("public/cached-b.git", commitB, "3", inRepo)
+	off := build("public/cached-b.git", commitB, "4", &v1alpha1.LayerCacheSpec{Mode: v1alpha1.LayerCacheDisabled})
+	t.Logf("build tasks (amd64 + arm64): cold cache %s, unchanged rebuild %s (%.2f x cold), app.txt changed %s, cache disabled %s",
+		cold.builds.Round(time.Millisecond), warm.builds.Round(time.Millisecond), warm.builds.Seconds()/cold.builds.Seconds(),
+		changed.builds.Round(time.Millisecond), off.builds.Round(time.Millisecond))
+
+	if cold.deps["amd64"] == cold.deps["arm64"] {
+		t.Errorf("amd64 and arm64 images share /deps-id %s: each architecture must build (and cache) its own layer", cold.deps["amd64"])
+	}
+	if diff := cmp.Diff(cold.deps, warm.deps); diff != "" {
+		t.Errorf("unchanged rebuild: the dependency layer was built again instead of reused from %s (-cold +warm /deps-id):\n%s", cacheRepo, diff)
+	}
+	if warm.index != cold.index {
+		t.Errorf("unchanged rebuild from the cache pushed index %s, the cold build %s: every layer is the same", warm.index, cold.index)
+	}
+	if diff := cmp.Diff(cold.deps, changed.deps); diff != "" {
+		t.Errorf("a source-only change (app.txt) rebuilt the dependency layer (-before +after /deps-id):\n%s", diff)
+	}
+	for arch, app := range changed.app {
+		if app != "v2\n" {
+			t.Errorf("%s: /app.txt = %q after the change, want the new sources' \"v2\\n\": the cache handed back a stale layer", arch, app)
+		}
+	}
+	for arch, id := range off.deps {
+		if id == cold.deps[arch] {
+			t.Errorf("%s: layerCache.mode Disabled reused the cached dependency layer %s", arch, id)
+		}
+	}
+	// The cache lives where the spec says, not in the output repository.
+	if _, err := reg.Manifest(context.Background(), "test/cached-layers", cacheTagOf(t, reg, "test/cached-layers")); err != nil {
+		t.Errorf("no cached layer in %s: %v", cacheRepo, err)
+	}
+	if tags := listTags(t, reg, "test/cached"); len(tags) != 1 || tags[0] != "v1" {
+		t.Errorf("output repository tags = %v, want only [v1]: the cache was given another repository", tags)
+	}
+}
+
+// listTags lists repo's tags in the test registry.
+func listTags(t *testing.T, reg *registry.Registry, repo string) []string {
+	t.Helper()
+	resp, err := reg.Client().Get("https://" + reg.Host + "/v2/" + repo + "/tags/list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Tags []string `json:"tags"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatalf("tags of %s: %v", repo, err)
+	}
+	sort.Strings(out.Tags)
+	return out.Tags
+}
+
+// cacheTagOf returns one of the cache keys buildah tagged in repo.
+func cacheTagOf(t *testing.T, reg *registry.Registry, repo string) string {
+	t.Helper()
+	for _, tag := range listTags(t, reg, repo) {
+		if len(tag) == 64 {
+			return tag
+		}
+	}
+	t.Fatalf("%s holds no cache key tag (64 hex digits)", repo)
+	return ""
 }
 
 const mvnStub = `#!/bin/sh

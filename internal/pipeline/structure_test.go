@@ -836,3 +836,39 @@ func TestToolStepsAsRootWhenAnAdminSaysSo(t *testing.T) {
 		t.Errorf("clone as root: %+v", sc)
 	}
 }
+
+// The layer cache repository: the output repository by default, the spec's
+// when given, none when the spec or the operator (--layer-cache=false) turns
+// it off; it reaches the build step as a parameter, never as script text.
+func TestLayerCacheRepository(t *testing.T) {
+	cases := []struct {
+		name  string
+		cache *v1alpha1.LayerCacheSpec
+		flag  bool
+		want  string
+	}{
+		{"default: the output repository", nil, true, "quay.io/example/htop"},
+		{"mode Registry without repository", &v1alpha1.LayerCacheSpec{Mode: v1alpha1.LayerCacheRegistry}, true, "quay.io/example/htop"},
+		{"a repository of its own", &v1alpha1.LayerCacheSpec{Repository: "quay.io/example/htop-cache"}, true, "quay.io/example/htop-cache"},
+		{"disabled by the spec", &v1alpha1.LayerCacheSpec{Mode: v1alpha1.LayerCacheDisabled, Repository: "quay.io/example/htop-cache"}, true, ""},
+		{"disabled by the operator", &v1alpha1.LayerCacheSpec{Repository: "quay.io/example/htop-cache"}, false, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b := htopBuild()
+			b.Spec.Output.Image = "quay.io/example/htop:1.0"
+			b.Spec.Output.LayerCache = tc.cache
+			in := input(b)
+			in.Settings.LayerCache = tc.flag
+			pr := mustGenerate(t, in)
+			if got := runParam(pr, paramCacheRepo).StringVal; got != tc.want {
+				t.Errorf("CACHE_REPOSITORY = %q, want %q", got, tc.want)
+			}
+			for _, arch := range []string{"amd64", "arm64"} {
+				if got := envOf(mainStep(taskNamed(t, pr, BuildTaskName(arch))), "CACHE_REPOSITORY"); got != "$(params."+paramCacheRepo+")" {
+					t.Errorf("build-%s CACHE_REPOSITORY env = %q, want the parameter", arch, got)
+				}
+			}
+		})
+	}
+}

@@ -88,6 +88,7 @@ type plan struct {
 	image          string // registry/repository:tag, tag defaulted to latest
 	repository     string // registry/repository
 	pushSecret     string
+	cacheRepo      string // layer cache repository; empty: no layer cache
 	builderImage   string
 	gitImage       string
 	serviceAccount string
@@ -307,6 +308,18 @@ func newPlan(in Input) (*plan, error) {
 			return nil, err
 		}
 		p.pushSecret = out.PushSecretRef.Name
+	}
+	if c := out.LayerCache; s.LayerCache && (c == nil || c.Mode != v1alpha1.LayerCacheDisabled) {
+		p.cacheRepo = p.repository
+		if c != nil && c.Repository != "" {
+			if _, err := imageRef("spec.output.layerCache.repository", c.Repository, false); err != nil {
+				return nil, err
+			}
+			if repo, _ := splitTag(c.Repository); repo != c.Repository {
+				return nil, specError("spec.output.layerCache.repository", "must be registry/repository without a tag (the cache names its tags), got %q", c.Repository)
+			}
+			p.cacheRepo = c.Repository
+		}
 	}
 
 	// Pods.

@@ -38,6 +38,12 @@ func TestGenerateRejectsInvalidSpecsNamingTheField(t *testing.T) {
 		{"spec.source.contextDir", func(b *v1alpha1.MultiArchBuild) { b.Spec.Source.ContextDir = "src/../../x" }},
 		{"spec.source.contextDir", func(b *v1alpha1.MultiArchBuild) { b.Spec.Source.ContextDir = "src/$(id)" }},
 		{"spec.strategy.type", func(b *v1alpha1.MultiArchBuild) { b.Spec.Strategy.Type = "Gradle" }},
+		{"spec.output.layerCache.repository", func(b *v1alpha1.MultiArchBuild) {
+			b.Spec.Output.LayerCache = &v1alpha1.LayerCacheSpec{Repository: "quay.io/team/cache:v1"}
+		}},
+		{"spec.output.layerCache.repository", func(b *v1alpha1.MultiArchBuild) {
+			b.Spec.Output.LayerCache = &v1alpha1.LayerCacheSpec{Repository: "--tls-verify=false"}
+		}},
 		{"spec.strategy.nodejs", func(b *v1alpha1.MultiArchBuild) { b.Spec.Strategy.NodeJS = &v1alpha1.NodeJSStrategy{} }},
 		{"spec.strategy.maven", func(b *v1alpha1.MultiArchBuild) { b.Spec.Strategy.Maven = &v1alpha1.MavenStrategy{} }},
 		{"spec.strategy.containerfile", func(b *v1alpha1.MultiArchBuild) { b.Spec.Strategy.Containerfile = "../Containerfile" }},

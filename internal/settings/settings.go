@@ -79,6 +79,11 @@ type Settings struct {
 	// letting one build fill the node's disk.
 	BuildStorageLimit resource.Quantity
 
+	// LayerCache lets builds cache their layers in a registry
+	// (spec.output.layerCache, on by default); false turns the cache off
+	// for every build, whatever its spec says.
+	LayerCache bool
+
 	// HTTPProxy, HTTPSProxy and NoProxy reach every build step where the
 	// cluster has no proxy of its own (proxies.config.openshift.io/cluster
 	// status wins), for vanilla Kubernetes.
@@ -166,6 +171,7 @@ func Default() Settings {
 		StepResources:              DefaultStepResources(),
 		ToolUser:                   65532,
 		BuildStorageLimit:          resource.MustParse("20Gi"),
+		LayerCache:                 true,
 	}
 }
 
@@ -201,6 +207,8 @@ func (s *Settings) BindFlags(fs *flag.FlagSet) {
 		"How long a MachineSet the operator manages stays scaled up with no build needing its architecture, before it goes back to 0.")
 	fs.BoolVar(&s.StartRunsWhileProvisioning, "start-runs-while-provisioning", s.StartRunsWhileProvisioning,
 		"Start a build's run while a node of one of its architectures is being provisioned, so that clone, preflight and Maven run during the node's boot and only the architecture tasks wait for it; false starts the run once every architecture has a node.")
+	fs.BoolVar(&s.LayerCache, "layer-cache", s.LayerCache,
+		"Let builds cache their layers in a registry repository (spec.output.layerCache, the output repository by default); false builds every layer every time, whatever the specs say.")
 	fs.StringVar(&s.MachineAPINamespace, "machine-api-namespace", s.MachineAPINamespace,
 		"Namespace of the OpenShift MachineSets.")
 	fs.StringVar(&s.TektonNamespace, "tekton-namespace", s.TektonNamespace,

@@ -14,6 +14,8 @@
 #                      image's creation time and the time of every file the build
 #                      adds, so that the same commit gives the same digest
 #   OCI_DIR            scratch directory on the node-local volume
+#   CACHE_REPOSITORY   optional: registry/repository of the layer cache
+#                      (spec.output.layerCache); empty builds every layer
 #   REGISTRY_AUTH_DIR  optional: mounted push Secret, with key .dockerconfigjson
 #                      (kubernetes.io/dockerconfigjson) or .dockercfg
 #   RESULT_IMAGE_DIGEST  file receiving the digest of the pushed image manifest
@@ -61,8 +63,10 @@ inside_sources "$containerfile" ||
   fail "$CONTAINERFILE (spec.strategy.containerfile) resolves to $containerfile, outside the cloned sources: a symlink in the repository must not lead out of it"
 [[ -f "$containerfile" ]] || fail "$CONTAINERFILE (spec.strategy.containerfile) in $CONTEXT_DIR is not a regular file"
 
-# The push Secret is for the push only (set below, after the build): the
-# FROM images are pulled without it, as documented.
+# The push Secret is for the push (set below, after the build) and, with the
+# layer cache, for the cache repository, which the build itself reads and
+# writes: the FROM images are then pulled with it too where it names their
+# registry (buildah has one set of credentials per build), as documented.
 auth_file=""
 if [[ -n "${REGISTRY_AUTH_DIR:-}" ]]; then
   if [[ -f "$REGISTRY_AUTH_DIR/.dockerconfigjson" ]]; then
@@ -83,6 +87,20 @@ for arg in "$@"; do
   build_args+=(--build-arg "$arg")
 done
 
+cache_args=()
+if [[ -n "${CACHE_REPOSITORY:-}" ]]; then
+  # --layers with a registry cache: every layer is looked up in the cache
+  # repository under a key made of the layers below it, the instruction and
+  # the content it copies, pulled when found, built and pushed when not.
+  # The keys differ per architecture (the base image's layers do), so the
+  # platforms share the repository, not layers. A cached layer keeps the
+  # times of the build that made it: a rebuild of another commit that
+  # changes nothing reuses the earlier image whole.
+  cache_args=(--layers --cache-from "$CACHE_REPOSITORY" --cache-to "$CACHE_REPOSITORY")
+  [[ -z "$auth_file" ]] || export REGISTRY_AUTH_FILE="$auth_file"
+  echo "build $PLATFORM: layer cache in $CACHE_REPOSITORY"
+fi
+
 tag="localhost/multiarch-build:${PLATFORM//\//-}"
 echo "build $PLATFORM: building $CONTAINERFILE in $CONTEXT_DIR (timestamp $SOURCE_DATE_EPOCH)"
 # --timestamp: the image's creation time and the time of every file the
@@ -90,6 +108,7 @@ echo "build $PLATFORM: building $CONTAINERFILE in $CONTEXT_DIR (timestamp $SOURC
 # give the same layers and the same digest (RUN steps that fetch from the
 # network aside). buildah >= 1.19; --source-date-epoch (1.38) is not needed.
 logged buildah build --platform "$PLATFORM" --timestamp "$SOURCE_DATE_EPOCH" \
+  ${cache_args[@]+"${cache_args[@]}"} \
   --file "$containerfile" --tag "$tag" ${build_args[@]+"${build_args[@]}"} "$context"
 
 # A Containerfile may pin another platform (FROM --platform=...): catch it here
