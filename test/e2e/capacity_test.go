@@ -132,7 +132,9 @@ func TestCapacityScaleFromZeroAndBack(t *testing.T) {
 	t.Cleanup(func() { _ = c.Delete(ctx, policy) })
 	// EC2 has no m6g.xlarge capacity in eu-west-3a.
 	setMachineSim(t, c, map[string]string{"bootDelay": "5s", "insufficientCapacity": "m6g.xlarge@eu-west-3a"})
-	t.Cleanup(func() { _ = c.Delete(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: machineNS, Name: "machine-sim"}}) })
+	t.Cleanup(func() {
+		_ = c.Delete(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: machineNS, Name: "machine-sim"}})
+	})
 
 	url := gitRepo(t, "e2e-capacity", map[string]string{
 		"Containerfile": "FROM " + cfg.BaseImage + "\nRUN uname -m > /built-on\n",
