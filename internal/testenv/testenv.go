@@ -46,8 +46,13 @@ const (
 	openshiftModule = "github.com/openshift/api"
 )
 
-// RepoRoot is the repository root, found from this file's location.
+// RepoRoot is the repository root: $MAB_ROOT when set (a binary built once
+// and cached, such as hack/machinesim, runs from other checkouts than the
+// one it was compiled in), else found from this file's location.
 func RepoRoot() string {
+	if d := os.Getenv("MAB_ROOT"); d != "" {
+		return d
+	}
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
