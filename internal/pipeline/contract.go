@@ -85,12 +85,12 @@ const (
 	TaskMaven   = "maven"
 	TaskPush    = "push"
 	TaskCleanup = "cleanup"
-	// TaskPreflight runs right after clone: it checks in the registry that
-	// every image the Containerfile builds FROM offers every platform the
-	// run builds. Every architecture task (install-<arch>, build-<arch>)
-	// runs after it, so a base image without arm64 fails the run in seconds,
-	// its ERROR result naming the image and the platform.
-	TaskPreflight = "preflight"
+	// StepPreflight is the last step of clone: it checks in the registry
+	// that every image the Containerfile builds FROM offers every platform
+	// the run builds. Every architecture task (install-<arch>, build-<arch>)
+	// runs after clone, so a base image without arm64 fails the run in
+	// seconds, clone's ERROR result naming the image and the platform.
+	StepPreflight = "preflight"
 )
 
 // BuildTaskName is the pipeline task building the image of one architecture

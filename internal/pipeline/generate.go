@@ -79,7 +79,7 @@ type generator struct {
 // inline pipelineSpec whose tasks are inline taskSpecs, so nothing has to be
 // installed in the cluster besides Tekton.
 //
-//	clone -> [install-<arch> (NodeJS) | maven (Maven)] -> build-<arch> (parallel) -> push
+//	clone (+ preflight step) -> [install-<arch> (NodeJS) | maven (Maven)] -> build-<arch> (parallel) -> push
 //	finally: cleanup
 //
 // Arch-bound tasks (install-<arch>, build-<arch>) are pinned by taskRunSpecs to
@@ -211,17 +211,13 @@ func (g *generator) pipelineSpec() *tektonv1.PipelineSpec {
 		spec.Tasks = append(spec.Tasks, g.checkReusedTask(reused))
 		clone.RunAfter = []string{TaskCheckReused}
 	}
+	// clone ends with the preflight step: a base image without one of the
+	// platforms ends the run before any node of that architecture is asked
+	// for work, and without a pod of its own on the critical path.
 	spec.Tasks = append(spec.Tasks, clone)
-	// Every architecture task waits for preflight (which needs the clone):
-	// a base image without one of the platforms ends the run before any
-	// node of that architecture is asked for work.
 	archAfter := []string{TaskClone}
-	if len(p.built) > 0 {
-		spec.Tasks = append(spec.Tasks, g.preflightTask())
-		archAfter = []string{TaskPreflight}
-	}
 	if p.strategy == v1alpha1.StrategyMaven && len(p.built) > 0 {
-		spec.Tasks = append(spec.Tasks, g.mavenTask()) // alongside preflight
+		spec.Tasks = append(spec.Tasks, g.mavenTask())
 	}
 	var builds []string
 	for _, pl := range p.built {
@@ -230,7 +226,7 @@ func (g *generator) pipelineSpec() *tektonv1.PipelineSpec {
 		case v1alpha1.StrategyNodeJS:
 			spec.Tasks = append(spec.Tasks, g.installTask(pl, archAfter), g.buildTask(pl, InstallTaskName(arch)))
 		case v1alpha1.StrategyMaven:
-			spec.Tasks = append(spec.Tasks, g.buildTask(pl, TaskMaven, TaskPreflight))
+			spec.Tasks = append(spec.Tasks, g.buildTask(pl, TaskMaven))
 		default:
 			spec.Tasks = append(spec.Tasks, g.buildTask(pl, archAfter...))
 		}
@@ -306,7 +302,7 @@ func (g *generator) cloneTask() tektonv1.PipelineTask {
 	if p.gitSecret != "" {
 		volumes = append(volumes, mountSecret(&step, "GIT_SECRET_DIR", volGitSecret, mountGitSecret, p.gitSecret))
 	}
-	return tektonv1.PipelineTask{
+	pt := tektonv1.PipelineTask{
 		Name: TaskClone,
 		Params: tektonv1.Params{
 			passString(paramGitURL),
@@ -326,25 +322,31 @@ func (g *generator) cloneTask() tektonv1.PipelineTask {
 			},
 		},
 	}
+	if len(p.built) > 0 {
+		g.addPreflight(&pt)
+	}
+	return pt
 }
 
-// preflightTask checks, before any architecture task starts, that every
-// image the Containerfile builds FROM offers every platform this run builds
-// (scripts/preflight.sh). It runs buildah (manifest and configuration reads,
-// no layer) as the build steps do, so it gets the cluster's registries
-// configuration and mirrors like them (applyClusterConfig), and it pulls as
-// they pull: anonymously. REGISTRY_AUTH_DIR is the hook for a pull Secret,
-// should build-<arch> ever get one: mount the same Secret here. Spec values
-// arrive as parameters (CONTEXT_DIR, CONTAINERFILE, BUILD_ARGS); PLATFORMS
-// are the plan's validated platforms.
-func (g *generator) preflightTask() tektonv1.PipelineTask {
+// addPreflight ends the clone task with the preflight step: it checks,
+// before any architecture task starts, that every image the Containerfile
+// builds FROM offers every platform this run builds (scripts/preflight.sh).
+// It runs buildah (manifest and configuration reads, no layer) as the build
+// steps do, so it gets the cluster's registries configuration and mirrors
+// like them (applyClusterConfig), and it pulls as they pull: anonymously.
+// REGISTRY_AUTH_DIR is the hook for a pull Secret, should build-<arch> ever
+// get one: mount the same Secret here. Spec values arrive as parameters
+// (CONTEXT_DIR, CONTAINERFILE, BUILD_ARGS); PLATFORMS are the plan's
+// validated platforms. A step of clone rather than a task of its own: one
+// pod start less on every build's critical path.
+func (g *generator) addPreflight(pt *tektonv1.PipelineTask) {
 	p := g.p
 	var platforms []string
 	for _, pl := range p.built {
 		platforms = append(platforms, string(pl))
 	}
 	step := tektonv1.Step{
-		Name:   "preflight",
+		Name:   StepPreflight,
 		Image:  p.builderImage,
 		Script: scriptPreflight,
 		Args:   []string{"$(params." + paramBuildArgs + "[*])"},
@@ -362,28 +364,20 @@ func (g *generator) preflightTask() tektonv1.PipelineTask {
 		SecurityContext:  buildahContext(),
 		ComputeResources: g.resources("push"),
 	}
-	return tektonv1.PipelineTask{
-		Name:     TaskPreflight,
-		RunAfter: []string{TaskClone},
-		Params: tektonv1.Params{
-			passString(paramContextDir),
-			passString(paramContainerfile),
-			passArray(paramBuildArgs),
-		},
-		TaskSpec: &tektonv1.EmbeddedTask{
-			Metadata: tektonv1.PipelineTaskMetadata{Labels: map[string]string{LabelManagedBy: ManagedBy}},
-			TaskSpec: tektonv1.TaskSpec{
-				Description: fmt.Sprintf("Check that every image the Containerfile builds FROM offers %s; fail naming the image and the platform that is missing.", strings.Join(platforms, ", ")),
-				Params: tektonv1.ParamSpecs{
-					stringParamSpec(paramContextDir, ""),
-					stringParamSpec(paramContainerfile, ""),
-					arrayParamSpec(paramBuildArgs, ""),
-				},
-				Volumes: []corev1.Volume{g.sharedVolume(), g.storageVolume()},
-				Steps:   []tektonv1.Step{step},
-			},
-		},
-	}
+	pt.Params = append(pt.Params,
+		passString(paramContextDir),
+		passString(paramContainerfile),
+		passArray(paramBuildArgs),
+	)
+	ts := &pt.TaskSpec.TaskSpec
+	ts.Description = fmt.Sprintf("Fetch the sources once into the run's directory on the shared volume, then check that every image the Containerfile builds FROM offers %s; fail naming the image and the platform that is missing.", strings.Join(platforms, ", "))
+	ts.Params = append(ts.Params,
+		stringParamSpec(paramContextDir, ""),
+		stringParamSpec(paramContainerfile, ""),
+		arrayParamSpec(paramBuildArgs, ""),
+	)
+	ts.Volumes = append(ts.Volumes, g.storageVolume())
+	ts.Steps = append(ts.Steps, step)
 }
 
 // prepareStep readies the shared volume for the run, as root with CHOWN as

@@ -127,14 +127,14 @@ func TestPreflightChecksEveryBaseImageOffersEveryPlatform(t *testing.T) {
 				// Only clone and preflight: the builds are the other tests' business.
 				spec := pr.Spec.PipelineSpec
 				spec.Tasks = slices.DeleteFunc(spec.Tasks, func(pt tektonv1.PipelineTask) bool {
-					return pt.Name != TaskClone && pt.Name != TaskPreflight
+					return pt.Name != TaskClone
 				})
 				spec.Results, spec.Finally = nil, nil
 			}
 			r := &localRunner{t: t, shared: t.TempDir(), clientEnv: reg.Env(), allowFailure: len(tc.wantError) > 0}
 			start := time.Now()
 			r.run(pr)
-			t.Logf("preflight took %s", r.taskDurations[TaskPreflight].Round(time.Millisecond))
+			t.Logf("preflight took %s", r.stepDurations[TaskClone+"/"+StepPreflight].Round(time.Millisecond))
 			if len(tc.wantError) == 0 {
 				if r.failure != nil {
 					t.Fatalf("task %s failed: %s", r.failure.task, r.failure.results[ResultError])
@@ -147,8 +147,8 @@ func TestPreflightChecksEveryBaseImageOffersEveryPlatform(t *testing.T) {
 			}
 			msg := f.results[ResultError]
 			t.Logf("failed after %s in %s: %s", time.Since(start).Round(time.Millisecond), f.task, msg)
-			if f.task != TaskPreflight {
-				t.Errorf("failed task %s, want %s", f.task, TaskPreflight)
+			if f.task != TaskClone || f.step != StepPreflight {
+				t.Errorf("failed step %s/%s, want %s/%s", f.task, f.step, TaskClone, StepPreflight)
 			}
 			for _, want := range tc.wantError {
 				if !strings.Contains(msg, want) {

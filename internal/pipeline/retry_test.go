@@ -33,7 +33,7 @@ func TestRetryBuildsOnlyTheFailedPlatformFromTheCommit(t *testing.T) {
 	for _, pt := range allTasks(pr) {
 		names = append(names, pt.Name)
 	}
-	if got, want := strings.Join(names, ","), "check-reused,clone,preflight,build-arm64,push,cleanup"; got != want {
+	if got, want := strings.Join(names, ","), "check-reused,clone,build-arm64,push,cleanup"; got != want {
 		t.Fatalf("tasks %s, want %s", got, want)
 	}
 	if v := runParam(pr, paramGitRevision).StringVal; v != retryCommit {

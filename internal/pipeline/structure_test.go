@@ -43,38 +43,35 @@ func TestTasksAndTheirOrderForEachStrategy(t *testing.T) {
 		runAfter map[string][]string // task -> runAfter, in pipeline order
 	}{
 		{
-			name:  "Containerfile: arch builds in parallel right after clone and preflight, push after all builds",
+			name:  "Containerfile: arch builds in parallel right after clone (and its preflight step), push after all builds",
 			build: withPlatforms(htopBuild(), two...),
 			runAfter: map[string][]string{
 				"clone":       nil,
-				"preflight":   {"clone"},
-				"build-amd64": {"preflight"},
-				"build-arm64": {"preflight"},
+				"build-amd64": {"clone"},
+				"build-arm64": {"clone"},
 				"push":        {"build-amd64", "build-arm64"},
 			},
 		},
 		{
-			name:  "NodeJS: one install per arch after clone and preflight, each arch's build after its own install",
+			name:  "NodeJS: one install per arch after clone, each arch's build after its own install",
 			build: withPlatforms(nodejsBuild(), two...),
 			runAfter: map[string][]string{
 				"clone":         nil,
-				"preflight":     {"clone"},
-				"install-amd64": {"preflight"},
+				"install-amd64": {"clone"},
 				"build-amd64":   {"install-amd64"},
-				"install-arm64": {"preflight"},
+				"install-arm64": {"clone"},
 				"build-arm64":   {"install-arm64"},
 				"push":          {"build-amd64", "build-arm64"},
 			},
 		},
 		{
-			name:  "Maven: mvn once after clone, alongside preflight, every arch build after both",
+			name:  "Maven: mvn once after clone, every arch build after it",
 			build: withPlatforms(quarkusBuild(), two...),
 			runAfter: map[string][]string{
 				"clone":       nil,
-				"preflight":   {"clone"},
 				"maven":       {"clone"},
-				"build-amd64": {"maven", "preflight"},
-				"build-arm64": {"maven", "preflight"},
+				"build-amd64": {"maven"},
+				"build-arm64": {"maven"},
 				"push":        {"build-amd64", "build-arm64"},
 			},
 		},
@@ -83,11 +80,10 @@ func TestTasksAndTheirOrderForEachStrategy(t *testing.T) {
 			build: withPlatforms(htopBuild(), allPlatforms...),
 			runAfter: map[string][]string{
 				"clone":         nil,
-				"preflight":     {"clone"},
-				"build-amd64":   {"preflight"},
-				"build-arm64":   {"preflight"},
-				"build-ppc64le": {"preflight"},
-				"build-s390x":   {"preflight"},
+				"build-amd64":   {"clone"},
+				"build-arm64":   {"clone"},
+				"build-ppc64le": {"clone"},
+				"build-s390x":   {"clone"},
 				"push":          {"build-amd64", "build-arm64", "build-ppc64le", "build-s390x"},
 			},
 		},
@@ -96,8 +92,7 @@ func TestTasksAndTheirOrderForEachStrategy(t *testing.T) {
 			build: withPlatforms(htopBuild(), v1alpha1.PlatformLinuxARM64),
 			runAfter: map[string][]string{
 				"clone":       nil,
-				"preflight":   {"clone"},
-				"build-arm64": {"preflight"},
+				"build-arm64": {"clone"},
 				"push":        {"build-arm64"},
 			},
 		},
@@ -708,9 +703,14 @@ func TestRunLabelsIdentifyTheBuild(t *testing.T) {
 
 // --- helpers -------------------------------------------------------------------
 
-// mainStep is the step that does a task's work: the last one (the clone
-// task's prepare step comes before it).
+// mainStep is the step that does a task's work: the one named after the
+// task (clone's, between its prepare and preflight steps), else the last.
 func mainStep(pt tektonv1.PipelineTask) tektonv1.Step {
+	for _, st := range pt.TaskSpec.Steps {
+		if st.Name == pt.Name {
+			return st
+		}
+	}
 	return pt.TaskSpec.Steps[len(pt.TaskSpec.Steps)-1]
 }
 

@@ -384,7 +384,7 @@ if ((${#problems[@]} > 0)); then
   for p in "${problems[@]}"; do echo "preflight: ERROR: $p" >&2; done
   more=""
   ((${#problems[@]} == 1)) || more=" (and $((${#problems[@]} - 1)) more problem(s), see the log)"
-  step_failed "${problems[0]}$more"
+  step_failed "preflight: ${problems[0]}$more"
   exit 1
 fi
 echo "preflight: every image offers what this run builds ($checked check(s) for $PLATFORMS)"
