@@ -22,7 +22,7 @@ if [ ! -x "$BIN" ]; then
 fi
 
 export KUBECONFIG="${KUBECONFIG_FILE}"
-(cd "$ROOT" && "$BIN" seed --stream "${ROOT}/controllers/testdata/capacity/stream.json")
+(cd "$ROOT" && MAB_ROOT="$ROOT" "$BIN" seed --stream "${ROOT}/controllers/testdata/capacity/stream.json")
 
 # Machines adopt the static amd64 node; in machine mode they boot the arm64 slot.
 args=(run --adopt "amd64=$(node_name amd64)")
