@@ -50,7 +50,12 @@ kc -n "$ns" get taskruns -l "tekton.dev/pipelineRun=${run}" --sort-by=.status.st
   while read -r task pod s e r; do
     if [ "$task" = TASK ]; then printf '  %-14s %-10s %6s  %s\n' TASK NODE SECONDS RESULT; continue; fi
     node=$(kc -n "$ns" get pod "$pod" -o jsonpath='{.spec.nodeName}' 2>/dev/null || echo "?")
-    printf '  %-14s %-10s %6s  %s\n' "$task" "$node" "$(( $(date -d "$e" +%s) - $(date -d "$s" +%s) ))" "$r"
+    secs="-"
+    # The build is Succeeded once its index is pushed: the cleanup (finally)
+    # may still be starting or running, without times yet.
+    if [ "$s" != "<none>" ] && [ "$e" != "<none>" ]; then secs=$(( $(date -d "$e" +%s) - $(date -d "$s" +%s) )); fi
+    [ "$r" != "<none>" ] || r=Pending
+    printf '  %-14s %-10s %6s  %s\n' "$task" "${node:-?}" "$secs" "$r"
   done
 if [ "${line%% *}" != Succeeded ]; then
   kc -n "$ns" get multiarchbuild hello -o jsonpath='{range .status.conditions[*]}{.type}={.status} {.reason}: {.message}{"\n"}{end}' >&2
