@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	_ "embed"
+	"regexp"
 	"strings"
 )
 
@@ -55,11 +56,50 @@ var (
 	rawPreflight string
 )
 
-// withLib puts the shared library after the #! line of script.
+// withLib puts the shared library after the #! line of script, both without
+// their comment lines (compact).
 func withLib(script string) string {
 	shebang, rest, ok := strings.Cut(script, "\n")
 	if !ok || !strings.HasPrefix(shebang, "#!") {
 		panic("pipeline: a step script must start with a #! line")
 	}
-	return shebang + "\n" + scriptLib + rest
+	return shebang + "\n" + compact(scriptLib) + compact(rest)
+}
+
+// heredocStart matches a line that opens a here-document: <<WORD, <<-WORD,
+// <<'WORD' or <<"WORD" at its end.
+var heredocStart = regexp.MustCompile(`<<(-?)\s*['"]?([A-Za-z_][A-Za-z0-9_]*)['"]?\s*$`)
+
+// compact drops the comment lines of a script: the scripts' files are
+// written to be read, the PipelineRun carries every script of every task,
+// and each of its bytes is stored, sent and decoded by the API server for
+// every build (and again in each TaskRun). Only lines whose first non-blank
+// character is # go, never inside a here-document (whose body is data);
+// the scripts keep no multi-line string with such a line
+// (TestCompactKeepsEveryCommand runs bash -n on each and compares the
+// commands).
+func compact(script string) string {
+	var b strings.Builder
+	b.Grow(len(script))
+	heredoc, dash := "", false
+	for _, line := range strings.SplitAfter(script, "\n") {
+		switch {
+		case heredoc != "":
+			end := strings.TrimRight(line, "\n")
+			if dash {
+				end = strings.TrimLeft(end, "\t")
+			}
+			if end == heredoc {
+				heredoc = ""
+			}
+		case strings.HasPrefix(strings.TrimLeft(line, " \t"), "#"):
+			continue
+		default:
+			if m := heredocStart.FindStringSubmatch(strings.TrimRight(line, "\n")); m != nil {
+				heredoc, dash = m[2], m[1] == "-"
+			}
+		}
+		b.WriteString(line)
+	}
+	return b.String()
 }
