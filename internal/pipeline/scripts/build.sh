@@ -69,16 +69,8 @@ inside_sources "$containerfile" ||
 # registry (buildah has one set of credentials per build), as documented.
 auth_file=""
 if [[ -n "${REGISTRY_AUTH_DIR:-}" ]]; then
-  if [[ -f "$REGISTRY_AUTH_DIR/.dockerconfigjson" ]]; then
-    auth_file="$REGISTRY_AUTH_DIR/.dockerconfigjson"
-  elif [[ -f "$REGISTRY_AUTH_DIR/.dockercfg" ]]; then
-    # The legacy format is the "auths" object alone.
-    mkdir -p "$OCI_DIR"
-    { printf '{"auths":'; cat "$REGISTRY_AUTH_DIR/.dockercfg"; printf '}\n'; } > "$OCI_DIR/auth.json"
-    auth_file="$OCI_DIR/auth.json"
-  else
-    fail "the Secret of spec.output.pushSecretRef has neither a .dockerconfigjson key (type kubernetes.io/dockerconfigjson) nor a .dockercfg key (type kubernetes.io/dockercfg)"
-  fi
+  auth_file="$(auth_file_of "$REGISTRY_AUTH_DIR" "$OCI_DIR")"
+  [[ -n "$auth_file" ]] || fail "the Secret of spec.output.pushSecretRef has neither a .dockerconfigjson key (type kubernetes.io/dockerconfigjson) nor a .dockercfg key (type kubernetes.io/dockercfg)"
   echo "build $PLATFORM: using the registry credentials of the push Secret"
 fi
 

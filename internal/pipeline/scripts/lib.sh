@@ -37,4 +37,17 @@ on_err() {
   step_failed "" "$msg"
   exit "$2"
 }
+# auth_file_of SECRET_DIR SCRATCH: the auth file of a mounted registry
+# Secret for REGISTRY_AUTH_FILE: its .dockerconfigjson key, or its legacy
+# .dockercfg key (the "auths" object alone) wrapped into SCRATCH/auth.json;
+# nothing when it has neither.
+auth_file_of() {
+  if [[ -f "$1/.dockerconfigjson" ]]; then
+    printf '%s' "$1/.dockerconfigjson"
+  elif [[ -f "$1/.dockercfg" ]]; then
+    mkdir -p "$2"
+    { printf '{"auths":'; cat "$1/.dockercfg"; printf '}\n'; } > "$2/auth.json"
+    printf '%s' "$2/auth.json"
+  fi
+}
 # --- end of lib.sh ---

@@ -67,14 +67,9 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
 if [[ -n "${REGISTRY_AUTH_DIR:-}" ]]; then
-  if [[ -f "$REGISTRY_AUTH_DIR/.dockerconfigjson" ]]; then
-    export REGISTRY_AUTH_FILE="$REGISTRY_AUTH_DIR/.dockerconfigjson"
-  elif [[ -f "$REGISTRY_AUTH_DIR/.dockercfg" ]]; then
-    { printf '{"auths":'; cat "$REGISTRY_AUTH_DIR/.dockercfg"; printf '}\n'; } > "$tmp/auth.json"
-    export REGISTRY_AUTH_FILE="$tmp/auth.json"
-  else
-    fail "the pull Secret has neither a .dockerconfigjson key nor a .dockercfg key"
-  fi
+  REGISTRY_AUTH_FILE="$(auth_file_of "$REGISTRY_AUTH_DIR" "$tmp")"
+  [[ -n "$REGISTRY_AUTH_FILE" ]] || fail "the pull Secret has neither a .dockerconfigjson key nor a .dockercfg key"
+  export REGISTRY_AUTH_FILE
 fi
 
 declare -A build_args=()

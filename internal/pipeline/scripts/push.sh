@@ -33,15 +33,9 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
 if [[ -n "${REGISTRY_AUTH_DIR:-}" ]]; then
-  if [[ -f "$REGISTRY_AUTH_DIR/.dockerconfigjson" ]]; then
-    export REGISTRY_AUTH_FILE="$REGISTRY_AUTH_DIR/.dockerconfigjson"
-  elif [[ -f "$REGISTRY_AUTH_DIR/.dockercfg" ]]; then
-    # The legacy format is the "auths" object alone.
-    { printf '{"auths":'; cat "$REGISTRY_AUTH_DIR/.dockercfg"; printf '}\n'; } > "$tmp/auth.json"
-    export REGISTRY_AUTH_FILE="$tmp/auth.json"
-  else
-    fail "the Secret of spec.output.pushSecretRef has neither a .dockerconfigjson key (type kubernetes.io/dockerconfigjson) nor a .dockercfg key (type kubernetes.io/dockercfg)"
-  fi
+  REGISTRY_AUTH_FILE="$(auth_file_of "$REGISTRY_AUTH_DIR" "$tmp")"
+  [[ -n "$REGISTRY_AUTH_FILE" ]] || fail "the Secret of spec.output.pushSecretRef has neither a .dockerconfigjson key (type kubernetes.io/dockerconfigjson) nor a .dockercfg key (type kubernetes.io/dockercfg)"
+  export REGISTRY_AUTH_FILE
   echo "push: using the registry credentials of the push Secret"
 fi
 
