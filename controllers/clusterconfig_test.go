@@ -131,7 +131,7 @@ func TestClusterConfigIsRenderedIntoTheRunAndBadConfigHoldsIt(t *testing.T) {
 	})
 	b := newB("proxied")
 	run := runOf(b.Name)
-	if got := stepEnv(run, pipeline.TaskClone, "HTTPS_PROXY"); got != "http://proxy.example:3128" {
+	if got := stepEnv(run, pipeline.BuildTaskName("amd64"), "HTTPS_PROXY"); got != "http://proxy.example:3128" {
 		t.Errorf("clone HTTPS_PROXY = %q", got)
 	}
 	if got := stepEnv(run, "build-amd64", "no_proxy"); got != ".svc,10.96.0.0/16" {
@@ -167,7 +167,7 @@ func TestClusterConfigIsRenderedIntoTheRunAndBadConfigHoldsIt(t *testing.T) {
 	if err := c.Get(ctx, client.ObjectKeyFromObject(run), after); err != nil {
 		t.Fatal(err)
 	}
-	if got := stepEnv(after, pipeline.TaskClone, "HTTPS_PROXY"); got != "http://proxy.example:3128" || len(runsOf(t, c, ns)) != 1 {
+	if got := stepEnv(after, pipeline.BuildTaskName("amd64"), "HTTPS_PROXY"); got != "http://proxy.example:3128" || len(runsOf(t, c, ns)) != 1 {
 		t.Errorf("after the proxy changed: HTTPS_PROXY %q, %d runs", got, len(runsOf(t, c, ns)))
 	}
 
@@ -199,7 +199,7 @@ func TestClusterConfigIsRenderedIntoTheRunAndBadConfigHoldsIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	heldRun := runOf(bad.Name)
-	if got := stepEnv(heldRun, pipeline.TaskClone, "HTTPS_PROXY"); got != "http://other:3128" {
+	if got := stepEnv(heldRun, pipeline.BuildTaskName("amd64"), "HTTPS_PROXY"); got != "http://other:3128" {
 		t.Errorf("the next run's HTTPS_PROXY = %q, want the changed value", got)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	tektonv1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
@@ -165,22 +164,12 @@ func (r *MultiArchBuildReconciler) recordNodeWaits(s *buildScope) {
 	}
 }
 
-// runRevision is the commit a run cloned: its COMMIT result, else its clone
-// TaskRun's (a run that failed after the clone has no pipeline results on
+// runRevision is the commit a run cloned: its COMMIT result, else its
+// TaskRuns' (a run that failed after the clone has no pipeline results on
 // every Tekton version).
 func runRevision(run *tektonv1.PipelineRun, taskRuns []tektonv1.TaskRun) string {
 	if c := runResults(run)[pipeline.ResultCommit]; c != "" {
 		return c
 	}
-	for _, tr := range taskRuns {
-		if tr.Labels["tekton.dev/pipelineTask"] != pipeline.TaskClone {
-			continue
-		}
-		for _, r := range tr.Status.Results {
-			if r.Name == pipeline.ResultCommit {
-				return strings.TrimSpace(r.Value.StringVal)
-			}
-		}
-	}
-	return ""
+	return taskRunsCommit(taskRuns)
 }

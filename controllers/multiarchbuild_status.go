@@ -126,8 +126,9 @@ type runOutcome struct {
 	// CreateErr is why the run could not be created (spec or API error).
 	CreateErr    error
 	CreateReason string
-	// Pushed is the run's push TaskRun once it succeeded: the index is in
-	// the registry, whatever the finally task (cleanup) still does.
+	// Pushed is the TaskRun that pushed the index, once it and every build
+	// TaskRun succeeded: the index is in the registry, whatever the finally
+	// task (cleanup) still does.
 	Pushed *tektonv1.TaskRun
 	// FailedTask names the first failed pipeline task and its message.
 	FailedTask string
@@ -371,40 +372,83 @@ func runResults(run *tektonv1.PipelineRun) map[string]string {
 
 // builtResults are the run's results once its index is pushed: Tekton
 // publishes the PipelineRun's only when the finally task is done too, so
-// until then they come from the push and clone TaskRuns, which wrote them.
+// until then they come from the TaskRuns that wrote them: the list's from
+// the build task that pushed it (or a retry's push task), the commit from
+// clone or, when the build tasks cloned for themselves, any of them (they
+// built one commit).
 func builtResults(run *tektonv1.PipelineRun, taskRuns []tektonv1.TaskRun) map[string]string {
 	m := runResults(run)
-	for _, tr := range taskRuns {
-		var want []string
-		switch tr.Labels["tekton.dev/pipelineTask"] {
-		case pipeline.TaskPush:
-			want = []string{pipeline.ResultImageDigest, pipeline.ResultImageURL}
-		case pipeline.TaskClone:
-			want = []string{pipeline.ResultCommit}
-		}
-		for _, r := range tr.Status.Results {
-			for _, name := range want {
-				if r.Name == name && m[name] == "" {
-					m[name] = strings.TrimSpace(r.Value.StringVal)
-				}
-			}
+	set := func(name, value string) {
+		if v := strings.TrimSpace(value); m[name] == "" && v != "" {
+			m[name] = v
 		}
 	}
+	if tr := pushedTaskRun(taskRuns); tr != nil {
+		digest, url := listResults(tr)
+		set(pipeline.ResultImageDigest, digest)
+		set(pipeline.ResultImageURL, url)
+	}
+	set(pipeline.ResultCommit, taskRunsCommit(taskRuns))
 	return m
 }
 
-// pushedTaskRun is the run's push TaskRun if it succeeded.
-func pushedTaskRun(taskRuns []tektonv1.TaskRun) *tektonv1.TaskRun {
-	for i := range taskRuns {
-		tr := &taskRuns[i]
-		if tr.Labels["tekton.dev/pipelineTask"] != pipeline.TaskPush {
-			continue
-		}
-		if c := tr.Status.GetCondition(apis.ConditionSucceeded); c != nil && c.Status == corev1.ConditionTrue {
-			return tr
+// listResults are the digest and repository of the manifest list a TaskRun
+// pushed, "" when it pushed none.
+func listResults(tr *tektonv1.TaskRun) (digest, url string) {
+	digestName, urlName := pipeline.ResultIndexDigest, pipeline.ResultIndexURL
+	if tr.Labels["tekton.dev/pipelineTask"] == pipeline.TaskPush {
+		digestName, urlName = pipeline.ResultImageDigest, pipeline.ResultImageURL
+	}
+	for _, r := range tr.Status.Results {
+		switch r.Name {
+		case digestName:
+			digest = strings.TrimSpace(r.Value.StringVal)
+		case urlName:
+			url = strings.TrimSpace(r.Value.StringVal)
 		}
 	}
-	return nil
+	if !digestRE.MatchString(digest) {
+		return "", ""
+	}
+	return digest, url
+}
+
+// taskRunsCommit is the COMMIT result of the run's clone TaskRun or of one
+// of its build TaskRuns, "" without one.
+func taskRunsCommit(taskRuns []tektonv1.TaskRun) string {
+	for _, tr := range taskRuns {
+		task := tr.Labels["tekton.dev/pipelineTask"]
+		if task != pipeline.TaskClone && !strings.HasPrefix(task, pipeline.BuildTaskName("")) {
+			continue
+		}
+		for _, r := range tr.Status.Results {
+			if v := strings.TrimSpace(r.Value.StringVal); r.Name == pipeline.ResultCommit && v != "" {
+				return v
+			}
+		}
+	}
+	return ""
+}
+
+// pushedTaskRun is the succeeded TaskRun that pushed the run's manifest
+// list (the build task whose index step pushed it, or a retry's push task),
+// once every build task succeeded too (the others published their digests
+// first, but their pods may still be ending); nil before.
+func pushedTaskRun(taskRuns []tektonv1.TaskRun) *tektonv1.TaskRun {
+	var pushed *tektonv1.TaskRun
+	for i := range taskRuns {
+		tr := &taskRuns[i]
+		if c := tr.Status.GetCondition(apis.ConditionSucceeded); c == nil || c.Status != corev1.ConditionTrue {
+			if strings.HasPrefix(tr.Labels["tekton.dev/pipelineTask"], pipeline.BuildTaskName("")) {
+				return nil
+			}
+			continue
+		}
+		if d, _ := listResults(tr); d != "" {
+			pushed = tr
+		}
+	}
+	return pushed
 }
 
 // repository strips the tag of an image reference: quay.io/a/b:1 -> quay.io/a/b.

@@ -146,10 +146,13 @@ func TestBuiltResultsBeforeTheRunEnds(t *testing.T) {
 		return r
 	}
 	digest := "sha256:" + strings.Repeat("a", 64)
+	// A Containerfile run: each build task cloned; build-arm64 finished
+	// last and pushed the list, build-amd64's list results are empty.
 	trs := []tektonv1.TaskRun{
-		tr(pipeline.TaskClone, corev1.ConditionTrue, map[string]string{pipeline.ResultCommit: "abc123\n"}),
-		tr(pipeline.BuildTaskName("amd64"), corev1.ConditionTrue, map[string]string{pipeline.ResultImageDigest: "sha256:" + strings.Repeat("b", 64)}),
-		tr(pipeline.TaskPush, corev1.ConditionTrue, map[string]string{pipeline.ResultImageDigest: digest, pipeline.ResultImageURL: "r.example/a"}),
+		tr(pipeline.BuildTaskName("amd64"), corev1.ConditionTrue, map[string]string{pipeline.ResultCommit: "abc123\n",
+			pipeline.ResultImageDigest: "sha256:" + strings.Repeat("b", 64), pipeline.ResultIndexDigest: "", pipeline.ResultIndexURL: ""}),
+		tr(pipeline.BuildTaskName("arm64"), corev1.ConditionTrue, map[string]string{pipeline.ResultCommit: "abc123",
+			pipeline.ResultImageDigest: "sha256:" + strings.Repeat("d", 64), pipeline.ResultIndexDigest: digest + "\n", pipeline.ResultIndexURL: "r.example/a"}),
 	}
 	run := runWith(corev1.ConditionUnknown, "Running", "")
 	got := builtResults(run, trs)
@@ -157,12 +160,32 @@ func TestBuiltResultsBeforeTheRunEnds(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("results (-want +got):\n%s", diff)
 	}
-	if pushedTaskRun(trs) == nil {
-		t.Error("a succeeded push TaskRun is not seen as pushed")
+	if tr := pushedTaskRun(trs); tr == nil || tr.Name != "run-build-arm64" {
+		t.Errorf("pushed by %v, want the build-arm64 TaskRun, whose index step pushed the list", tr)
 	}
-	trs[2] = tr(pipeline.TaskPush, corev1.ConditionUnknown, nil)
+	if pushedTaskRun(trs[:1]) != nil {
+		t.Error("a build TaskRun with empty list results is seen as pushed")
+	}
+	trs[1].Status.SetCondition(&apis.Condition{Type: apis.ConditionSucceeded, Status: corev1.ConditionUnknown})
 	if pushedTaskRun(trs) != nil {
-		t.Error("a running push TaskRun is seen as pushed")
+		t.Error("a running build TaskRun is seen as pushed")
+	}
+	// Pushed by arm64 while amd64's pod still ends: not done yet.
+	trs[1].Status.SetCondition(&apis.Condition{Type: apis.ConditionSucceeded, Status: corev1.ConditionTrue})
+	trs[0].Status.SetCondition(&apis.Condition{Type: apis.ConditionSucceeded, Status: corev1.ConditionUnknown})
+	if pushedTaskRun(trs) != nil {
+		t.Error("pushed while another build TaskRun runs")
+	}
+	// NodeJS and Maven: the commit from clone; a retry that rebuilds
+	// nothing: the list from its push task.
+	trs = []tektonv1.TaskRun{
+		tr(pipeline.TaskClone, corev1.ConditionTrue, map[string]string{pipeline.ResultCommit: "def456"}),
+		tr(pipeline.TaskPush, corev1.ConditionTrue, map[string]string{pipeline.ResultImageDigest: digest, pipeline.ResultImageURL: "r.example/b"}),
+	}
+	got = builtResults(run, trs)
+	want = map[string]string{pipeline.ResultCommit: "def456", pipeline.ResultImageDigest: digest, pipeline.ResultImageURL: "r.example/b"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("clone and push: results (-want +got):\n%s", diff)
 	}
 	// The run's own results win once Tekton has them.
 	run.Status.Results = []tektonv1.PipelineRunResult{{Name: pipeline.ResultImageDigest, Value: *tektonv1.NewStructuredValues("sha256:" + strings.Repeat("c", 64))}}

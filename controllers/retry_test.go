@@ -44,12 +44,11 @@ func addTaskRunWith(t *testing.T, run *tektonv1.PipelineRun, task, arch string, 
 }
 
 // failArm64 runs the first run of a build to a failure of build-arm64
-// after clone and build-amd64 succeeded, as Tekton reports it.
+// after build-amd64 (which cloned for itself) succeeded, as Tekton reports it.
 func failArm64(t *testing.T, ns, name string) (*v1alpha1.MultiArchBuild, *tektonv1.PipelineRun) {
 	t.Helper()
 	run := waitForRun(t, ns, name)
-	addTaskRunWith(t, run, "clone", "", corev1.ConditionTrue, map[string]string{pipeline.ResultCommit: retryCommit})
-	addTaskRunWith(t, run, "build-amd64", "amd64", corev1.ConditionTrue, map[string]string{pipeline.ResultImageDigest: retryAMD})
+	addTaskRunWith(t, run, "build-amd64", "amd64", corev1.ConditionTrue, map[string]string{pipeline.ResultImageDigest: retryAMD, pipeline.ResultCommit: retryCommit})
 	addTaskRunWith(t, run, "build-arm64", "arm64", corev1.ConditionFalse, map[string]string{pipeline.ResultError: "Error: building at STEP \"RUN ./flaky\": exit status 1"})
 	// Tekton 1.x gives a failed run the results it can resolve.
 	finishRun(t, run, corev1.ConditionFalse, "Failed", "Tasks Completed: 3 (Failed: 1, Cancelled 0), Skipped: 1", map[string]string{
@@ -81,14 +80,20 @@ func pipelineTasks(run *tektonv1.PipelineRun) []string {
 	return out
 }
 
-func pushParam(run *tektonv1.PipelineRun, name string) string {
+// indexEnv is an environment variable of the index step of a build task.
+func indexEnv(run *tektonv1.PipelineRun, task, name string) string {
 	for _, pt := range run.Spec.PipelineSpec.Tasks {
-		if pt.Name != pipeline.TaskPush {
+		if pt.Name != task {
 			continue
 		}
-		for _, p := range pt.Params {
-			if p.Name == name {
-				return p.Value.StringVal
+		for _, st := range pt.TaskSpec.Steps {
+			if st.Name != pipeline.StepIndex {
+				continue
+			}
+			for _, e := range st.Env {
+				if e.Name == name {
+					return e.Value
+				}
 			}
 		}
 	}
@@ -107,11 +112,11 @@ func TestRetryFailedRebuildsOnlyTheFailedPlatformAtTheSameCommit(t *testing.T) {
 	if second.Name == first.Name {
 		t.Fatal("no new run")
 	}
-	if got := strings.Join(pipelineTasks(second), ","); got != "check-reused,clone,build-arm64,push" {
-		t.Errorf("retry run tasks %s, want check-reused,clone,build-arm64,push: only arm64 is rebuilt", got)
+	if got := strings.Join(pipelineTasks(second), ","); got != "check-reused,build-arm64" {
+		t.Errorf("retry run tasks %s, want check-reused,build-arm64: only arm64 is rebuilt", got)
 	}
-	if got := pushParam(second, "IMAGE_DIGEST_AMD64"); got != retryAMD {
-		t.Errorf("push IMAGE_DIGEST_AMD64 = %q, want amd64's reused digest %s", got, retryAMD)
+	if got := indexEnv(second, "build-arm64", "IMAGE_DIGEST_AMD64"); got != retryAMD {
+		t.Errorf("build-arm64's index IMAGE_DIGEST_AMD64 = %q, want amd64's reused digest %s", got, retryAMD)
 	}
 	for _, p := range second.Spec.Params {
 		if p.Name == "GIT_REVISION" && p.Value.StringVal != retryCommit {
@@ -187,7 +192,7 @@ func TestRetryFailedRebuildsOnlyTheFailedPlatformAtTheSameCommit(t *testing.T) {
 	// The value stays (GitOps): a spec change later builds in full.
 	patch(t, b, func(b *v1alpha1.MultiArchBuild) { b.Spec.Source.Git.Revision = "v2" })
 	third := waitForRun(t, ns, b.Name)
-	if got := strings.Join(pipelineTasks(third), ","); got != "clone,build-amd64,build-arm64,push" || third.Annotations[pipeline.AnnotationRetryOf] != "" {
+	if got := strings.Join(pipelineTasks(third), ","); got != "build-amd64,build-arm64" || third.Annotations[pipeline.AnnotationRetryOf] != "" {
 		t.Errorf("run after a spec change: tasks %s annotations %v, want a full run", got, third.Annotations)
 	}
 }
@@ -236,7 +241,7 @@ func TestRetryFailedIsRefusedWhenTheSpecChanged(t *testing.T) {
 		return c.Status == metav1.ConditionFalse && c.Reason == v1alpha1.ReasonSpecChanged && strings.Contains(c.Message, first.Name), fmt.Sprintf("%+v", c)
 	})
 	run := waitForRun(t, ns, b.Name)
-	if got := strings.Join(pipelineTasks(run), ","); got != "clone,build-amd64,build-arm64,push" || run.Annotations[pipeline.AnnotationRetryOf] != "" {
+	if got := strings.Join(pipelineTasks(run), ","); got != "build-amd64,build-arm64" || run.Annotations[pipeline.AnnotationRetryOf] != "" {
 		t.Errorf("tasks %s annotations %v: the new generation must be built in full, not as a retry", got, run.Annotations)
 	}
 }

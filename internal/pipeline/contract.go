@@ -37,9 +37,16 @@ const (
 // TaskRun results:
 //   - build-<arch>: IMAGE_DIGEST (the platform's image, pushed by digest) and
 //     IMAGE_URL (the repository, no tag: it was pushed untagged), the pair
-//     Tekton Chains reads as the image IMAGE_URL@IMAGE_DIGEST
-//   - clone: COMMIT and SOURCE_DATE_EPOCH (the commit's time, the builds'
-//     --timestamp)
+//     Tekton Chains reads as the image IMAGE_URL@IMAGE_DIGEST; and
+//     INDEX_IMAGE_DIGEST and INDEX_IMAGE_URL: the pushed manifest list, from
+//     the one build task whose index step found every other platform's image
+//     pushed and assembled the list (empty in the others); Chains reads that
+//     pair too (the *IMAGE_URL/*IMAGE_DIGEST type hint)
+//   - clone (NodeJS, Maven), or every build-<arch> of a Containerfile build
+//     (each clones for itself): COMMIT and SOURCE_DATE_EPOCH (the commit's
+//     time, the builds' --timestamp)
+//   - push (only a retry that rebuilds nothing has it): IMAGE_DIGEST and
+//     IMAGE_URL of the manifest list
 //   - every task: ERROR, written only when the task fails: one line (at most
 //     300 bytes) saying why, the failing tool's own error first (buildah's
 //     "Error: ...", git's "fatal: ...", npm's first "npm error"). The
@@ -54,6 +61,10 @@ const (
 	// starts: seconds since the epoch. It splits the build step into the
 	// building and pushing phases of status.platforms[].timings.
 	ResultPushStarted = "PUSH_STARTED"
+	// ResultIndexDigest and ResultIndexURL name the pushed manifest list in
+	// the build task that assembled it, "" in the others.
+	ResultIndexDigest = "INDEX_IMAGE_DIGEST"
+	ResultIndexURL    = "INDEX_IMAGE_URL"
 )
 
 // MaxErrorLen bounds the ERROR result, in bytes.
@@ -85,12 +96,19 @@ const (
 	TaskMaven   = "maven"
 	TaskPush    = "push"
 	TaskCleanup = "cleanup"
-	// StepPreflight is the last step of clone: it checks in the registry
-	// that every image the Containerfile builds FROM offers every platform
-	// the run builds. Every architecture task (install-<arch>, build-<arch>)
-	// runs after clone, so a base image without arm64 fails the run in
-	// seconds, clone's ERROR result naming the image and the platform.
+	// StepPreflight checks in the registry that every image the
+	// Containerfile builds FROM offers every platform the run builds. It is
+	// the last step of clone (NodeJS, Maven), which every architecture task
+	// follows, or, for a Containerfile build, a step of the first platform's
+	// build task right after its clone, on the node that is there first in
+	// the usual case (amd64): a base image without arm64 fails the run in
+	// seconds, the task's ERROR result naming the image and the platform,
+	// before a node of that architecture has built anything.
 	StepPreflight = "preflight"
+	// StepIndex ends every build task: it publishes the platform's digest on
+	// the shared volume and, in the task that finds every platform's image
+	// pushed, assembles and pushes the manifest list (scripts/push.sh).
+	StepIndex = "index"
 )
 
 // BuildTaskName is the pipeline task building the image of one architecture

@@ -18,8 +18,10 @@ import (
 
 // Where things live on the shared ReadWriteMany volume:
 //
-//	runs/<run>/source               the clone (Maven writes target/ into it)
+//	runs/<run>/source               the clone of NodeJS and Maven (Maven writes target/ into it)
 //	runs/<run>/arch/<arch>/source   NodeJS: the platform's private copy
+//	runs/<run>/commit               Containerfile: the commit every platform's own clone checks out
+//	runs/<run>/index/<arch>         each platform's pushed digest (and commit), for the index steps
 //	cache/npm                       npm cache, kept across runs
 //	cache/m2                        Maven local repository, kept across runs
 //
@@ -28,6 +30,7 @@ import (
 // needs: build-<arch> of NodeJS cannot see another platform's copy at all.
 const (
 	volShared     = "shared"
+	volSource     = "source"
 	volStorage    = "container-storage"
 	volGitSecret  = "git-credentials"
 	volPushSecret = "push-credentials"
@@ -37,6 +40,7 @@ const (
 	mountSource     = "/workspace/source"
 	mountArch       = "/workspace/arch"
 	mountRuns       = "/workspace/runs"
+	mountRun        = "/workspace/run"
 	mountCache      = "/workspace/cache"
 	mountHome       = "/workspace/home"
 	mountNpmCache   = "/workspace/cache/npm"
@@ -79,8 +83,18 @@ type generator struct {
 // inline pipelineSpec whose tasks are inline taskSpecs, so nothing has to be
 // installed in the cluster besides Tekton.
 //
-//	clone (+ preflight step) -> [install-<arch> (NodeJS) | maven (Maven)] -> build-<arch> (parallel) -> push
+//	Containerfile: build-<arch> (parallel: prepare, clone, [preflight: the first platform only], build, index)
+//	NodeJS:        clone (+ preflight step) -> install-<arch> -> build-<arch> (build, index)
+//	Maven:         clone (+ preflight step) -> maven -> build-<arch> (build, index)
 //	finally: cleanup
+//
+// Every build task pushes its image by digest; its index step then publishes
+// the digest on the shared volume, and the task that finds every platform's
+// there pushes the manifest list: no pod of its own waits for the builds. A
+// Containerfile build clones in each build task: no clone pod precedes them
+// (every clone checks out the commit the first one did). A retry that
+// reuses images starts with check-reused; one that rebuilds nothing ends
+// with a push task instead.
 //
 // Arch-bound tasks (install-<arch>, build-<arch>) are pinned by taskRunSpecs to
 // nodes labelled kubernetes.io/arch=<arch> with that architecture's
@@ -204,22 +218,30 @@ func (g *generator) pipelineSpec() *tektonv1.PipelineSpec {
 		spec.Params = append(spec.Params, arrayParamSpec(paramGoals, "Maven goals and options, one argument each (spec.strategy.maven.goals)."))
 	}
 
-	clone := g.cloneTask()
+	// A Containerfile build clones inside each build task: one pod start
+	// less on its critical path. NodeJS and Maven keep one clone task (their
+	// install-<arch> tasks copy the one clone; Maven compiles it once).
+	inTask := g.cloneInBuild()
+	var archAfter []string
 	if reused := p.reusedPlatforms(); len(reused) > 0 {
 		// A retry checks first that the images it lists again are still
 		// there: nothing is built when one is gone.
 		spec.Tasks = append(spec.Tasks, g.checkReusedTask(reused))
-		clone.RunAfter = []string{TaskCheckReused}
+		archAfter = []string{TaskCheckReused}
 	}
-	// clone ends with the preflight step: a base image without one of the
-	// platforms ends the run before any node of that architecture is asked
-	// for work, and without a pod of its own on the critical path.
-	spec.Tasks = append(spec.Tasks, clone)
-	archAfter := []string{TaskClone}
+	if !inTask {
+		// clone ends with the preflight step: a base image without one of
+		// the platforms ends the run before any node of that architecture
+		// is asked for work, and without a pod of its own on the critical
+		// path.
+		clone := g.cloneTask()
+		clone.RunAfter = archAfter
+		spec.Tasks = append(spec.Tasks, clone)
+		archAfter = []string{TaskClone}
+	}
 	if p.strategy == v1alpha1.StrategyMaven && len(p.built) > 0 {
 		spec.Tasks = append(spec.Tasks, g.mavenTask())
 	}
-	var builds []string
 	for _, pl := range p.built {
 		arch := pl.Arch()
 		switch p.strategy {
@@ -230,9 +252,12 @@ func (g *generator) pipelineSpec() *tektonv1.PipelineSpec {
 		default:
 			spec.Tasks = append(spec.Tasks, g.buildTask(pl, archAfter...))
 		}
-		builds = append(builds, BuildTaskName(arch))
 	}
-	spec.Tasks = append(spec.Tasks, g.pushTask(builds))
+	if len(p.built) == 0 {
+		// A retry that only lists the reused images again: no build task
+		// assembles the list, a task of its own does.
+		spec.Tasks = append(spec.Tasks, g.pushTask(archAfter))
+	}
 	spec.Finally = []tektonv1.PipelineTask{g.cleanupTask()}
 	for i := range spec.Tasks {
 		withErrorResult(&spec.Tasks[i])
@@ -241,16 +266,39 @@ func (g *generator) pipelineSpec() *tektonv1.PipelineSpec {
 		withErrorResult(&spec.Finally[i])
 	}
 
-	spec.Results = []tektonv1.PipelineResult{
-		pipelineResult(ResultImageDigest, "Digest of the pushed manifest list.", TaskPush, ResultImageDigest),
-		pipelineResult(ResultImageURL, "Repository of the pushed manifest list (IMAGE_URL@IMAGE_DIGEST names it).", TaskPush, ResultImageURL),
-		pipelineResult(ResultCommit, "Git commit that was built.", TaskClone, ResultCommit),
+	commitTask := TaskClone
+	if inTask {
+		commitTask = BuildTaskName(p.built[0].Arch())
 	}
+	if len(p.built) == 0 {
+		spec.Results = []tektonv1.PipelineResult{
+			pipelineResult(ResultImageDigest, "Digest of the pushed manifest list.", TaskPush, ResultImageDigest),
+			pipelineResult(ResultImageURL, "Repository of the pushed manifest list (IMAGE_URL@IMAGE_DIGEST names it).", TaskPush, ResultImageURL),
+		}
+	} else {
+		// One build task assembled the list; the others' results are empty.
+		var digest, url string
+		for _, pl := range p.built {
+			digest += "$(tasks." + BuildTaskName(pl.Arch()) + ".results." + ResultIndexDigest + ")"
+			url += "$(tasks." + BuildTaskName(pl.Arch()) + ".results." + ResultIndexURL + ")"
+		}
+		spec.Results = []tektonv1.PipelineResult{
+			resultOf(ResultImageDigest, "Digest of the pushed manifest list.", digest),
+			resultOf(ResultImageURL, "Repository of the pushed manifest list (IMAGE_URL@IMAGE_DIGEST names it).", url),
+		}
+	}
+	spec.Results = append(spec.Results, pipelineResult(ResultCommit, "Git commit that was built.", commitTask, ResultCommit))
 	for _, pl := range p.built {
 		name := ArchDigestResult(pl.Arch())
 		spec.Results = append(spec.Results, pipelineResult(name, fmt.Sprintf("Digest of the %s image manifest.", pl), BuildTaskName(pl.Arch()), ResultImageDigest))
 	}
 	return spec
+}
+
+// cloneInBuild: a Containerfile build that builds something clones inside
+// each build task (see addClone).
+func (g *generator) cloneInBuild() bool {
+	return g.p.strategy == v1alpha1.StrategyContainerfile && len(g.p.built) > 0
 }
 
 // taskRunSpecs pins every arch-bound task to nodes of its architecture.
@@ -282,6 +330,41 @@ func (g *generator) taskRunSpecs() []tektonv1.PipelineTaskRunSpec {
 
 func (g *generator) cloneTask() tektonv1.PipelineTask {
 	p := g.p
+	step, volumes := g.cloneStep(g.runMount(mountSource, "source", false))
+	pt := tektonv1.PipelineTask{
+		Name: TaskClone,
+		Params: tektonv1.Params{
+			passString(paramGitURL),
+			passString(paramGitRevision),
+		},
+		TaskSpec: &tektonv1.EmbeddedTask{
+			Metadata: tektonv1.PipelineTaskMetadata{Labels: map[string]string{LabelManagedBy: ManagedBy}},
+			TaskSpec: tektonv1.TaskSpec{
+				Description: "Fetch the sources once into the run's directory on the shared volume.",
+				Params:      tektonv1.ParamSpecs{stringParamSpec(paramGitURL, ""), stringParamSpec(paramGitRevision, "")},
+				Results:     cloneResults(),
+				Volumes:     append([]corev1.Volume{g.sharedVolume()}, volumes...),
+				Steps:       []tektonv1.Step{g.prepareStep(), step},
+			},
+		},
+	}
+	if len(p.built) > 0 {
+		g.addPreflight(&pt)
+	}
+	return pt
+}
+
+func cloneResults() []tektonv1.TaskResult {
+	return []tektonv1.TaskResult{
+		{Name: ResultCommit, Type: tektonv1.ResultsTypeString, Description: "The commit checked out."},
+		{Name: ResultSourceDateEpoch, Type: tektonv1.ResultsTypeString, Description: "The commit's committer time, seconds since the epoch."},
+	}
+}
+
+// cloneStep checks the sources out into the directory mounted by source at
+// mountSource; it returns the volumes the step needs besides source's.
+func (g *generator) cloneStep(source corev1.VolumeMount) (tektonv1.Step, []corev1.Volume) {
+	p := g.p
 	step := tektonv1.Step{
 		Name:   "clone",
 		Image:  p.gitImage,
@@ -294,38 +377,15 @@ func (g *generator) cloneTask() tektonv1.PipelineTask {
 			env("RESULT_SOURCE_DATE_EPOCH", "$(results."+ResultSourceDateEpoch+".path)"),
 			env("GIT_SECRET_DIR", ""),
 		},
-		VolumeMounts:     []corev1.VolumeMount{g.runMount(mountSource, "source", false)},
+		VolumeMounts:     []corev1.VolumeMount{source},
 		SecurityContext:  g.toolContext(),
 		ComputeResources: g.resources("clone"),
 	}
-	volumes := []corev1.Volume{g.sharedVolume(), toolStep(&step)}
+	volumes := []corev1.Volume{toolStep(&step)}
 	if p.gitSecret != "" {
 		volumes = append(volumes, mountSecret(&step, "GIT_SECRET_DIR", volGitSecret, mountGitSecret, p.gitSecret))
 	}
-	pt := tektonv1.PipelineTask{
-		Name: TaskClone,
-		Params: tektonv1.Params{
-			passString(paramGitURL),
-			passString(paramGitRevision),
-		},
-		TaskSpec: &tektonv1.EmbeddedTask{
-			Metadata: tektonv1.PipelineTaskMetadata{Labels: map[string]string{LabelManagedBy: ManagedBy}},
-			TaskSpec: tektonv1.TaskSpec{
-				Description: "Fetch the sources once into the run's directory on the shared volume.",
-				Params:      tektonv1.ParamSpecs{stringParamSpec(paramGitURL, ""), stringParamSpec(paramGitRevision, "")},
-				Results: []tektonv1.TaskResult{
-					{Name: ResultCommit, Type: tektonv1.ResultsTypeString, Description: "The commit checked out."},
-					{Name: ResultSourceDateEpoch, Type: tektonv1.ResultsTypeString, Description: "The commit's committer time, seconds since the epoch."},
-				},
-				Volumes: volumes,
-				Steps:   []tektonv1.Step{g.prepareStep(), step},
-			},
-		},
-	}
-	if len(p.built) > 0 {
-		g.addPreflight(&pt)
-	}
-	return pt
+	return step, volumes
 }
 
 // addPreflight ends the clone task with the preflight step: it checks,
@@ -340,12 +400,40 @@ func (g *generator) cloneTask() tektonv1.PipelineTask {
 // validated platforms. A step of clone rather than a task of its own: one
 // pod start less on every build's critical path.
 func (g *generator) addPreflight(pt *tektonv1.PipelineTask) {
+	pt.Params = append(pt.Params,
+		passString(paramContextDir),
+		passString(paramContainerfile),
+		passArray(paramBuildArgs),
+	)
+	ts := &pt.TaskSpec.TaskSpec
+	ts.Description = fmt.Sprintf("Fetch the sources once into the run's directory on the shared volume, then check that every image the Containerfile builds FROM offers %s; fail naming the image and the platform that is missing.", g.platformList())
+	ts.Params = append(ts.Params,
+		stringParamSpec(paramContextDir, ""),
+		stringParamSpec(paramContainerfile, ""),
+		arrayParamSpec(paramBuildArgs, ""),
+	)
+	ts.Volumes = append(ts.Volumes, g.storageVolume())
+	ts.Steps = append(ts.Steps, g.preflightStep(g.runMount(mountSource, "source", true)))
+}
+
+func (g *generator) platformList() string {
+	var platforms []string
+	for _, pl := range g.p.built {
+		platforms = append(platforms, string(pl))
+	}
+	return strings.Join(platforms, ", ")
+}
+
+// preflightStep reads the sources mounted by source at mountSource; its task
+// has the parameters CONTEXT_DIR, CONTAINERFILE and BUILD_ARGS and the
+// storage volume.
+func (g *generator) preflightStep(source corev1.VolumeMount) tektonv1.Step {
 	p := g.p
 	var platforms []string
 	for _, pl := range p.built {
 		platforms = append(platforms, string(pl))
 	}
-	step := tektonv1.Step{
+	return tektonv1.Step{
 		Name:   StepPreflight,
 		Image:  p.builderImage,
 		Script: scriptPreflight,
@@ -358,26 +446,12 @@ func (g *generator) addPreflight(pt *tektonv1.PipelineTask) {
 			env("REGISTRY_AUTH_DIR", ""),
 		}, buildahEnv()...),
 		VolumeMounts: []corev1.VolumeMount{
-			g.runMount(mountSource, "source", true),
+			source,
 			{Name: volStorage, MountPath: mountStorage},
 		},
 		SecurityContext:  buildahContext(),
 		ComputeResources: g.resources("push"),
 	}
-	pt.Params = append(pt.Params,
-		passString(paramContextDir),
-		passString(paramContainerfile),
-		passArray(paramBuildArgs),
-	)
-	ts := &pt.TaskSpec.TaskSpec
-	ts.Description = fmt.Sprintf("Fetch the sources once into the run's directory on the shared volume, then check that every image the Containerfile builds FROM offers %s; fail naming the image and the platform that is missing.", strings.Join(platforms, ", "))
-	ts.Params = append(ts.Params,
-		stringParamSpec(paramContextDir, ""),
-		stringParamSpec(paramContainerfile, ""),
-		arrayParamSpec(paramBuildArgs, ""),
-	)
-	ts.Volumes = append(ts.Volumes, g.storageVolume())
-	ts.Steps = append(ts.Steps, step)
 }
 
 // prepareStep readies the shared volume for the run, as root with CHOWN as
@@ -519,16 +593,25 @@ func (g *generator) mavenTask() tektonv1.PipelineTask {
 func (g *generator) buildTask(pl v1alpha1.Platform, after ...string) tektonv1.PipelineTask {
 	p := g.p
 	arch := pl.Arch()
+	inTask := g.cloneInBuild()
 	var mounts []corev1.VolumeMount
 	sourceDir := mountSource
-	if p.strategy == v1alpha1.StrategyNodeJS {
+	switch {
+	case p.strategy == v1alpha1.StrategyNodeJS:
 		// Only the platform's own copy, with its own node_modules, is visible.
 		sourceDir = mountArch + "/source"
 		mounts = append(mounts, g.runMount(mountArch, "arch/"+arch, false))
-	} else {
+	case inTask:
+		mounts = append(mounts, corev1.VolumeMount{Name: volSource, MountPath: mountSource, ReadOnly: true})
+	default:
 		mounts = append(mounts, g.runMount(mountSource, "source", true))
 	}
 	mounts = append(mounts, corev1.VolumeMount{Name: volStorage, MountPath: mountStorage})
+	epoch := env("SOURCE_DATE_EPOCH", "$(params."+paramSourceDateEpoch+")")
+	if inTask {
+		// Written by this task's clone step.
+		epoch = env("SOURCE_DATE_EPOCH_FILE", "$(results."+ResultSourceDateEpoch+".path)")
+	}
 	step := tektonv1.Step{
 		Name:   "build",
 		Image:  p.builderImage,
@@ -540,7 +623,7 @@ func (g *generator) buildTask(pl v1alpha1.Platform, after ...string) tektonv1.Pi
 			env("CONTEXT_DIR", "$(params."+paramContextDir+")"),
 			env("CONTAINERFILE", "$(params."+paramContainerfile+")"),
 			env("REPOSITORY", "$(params."+paramRepository+")"),
-			env("SOURCE_DATE_EPOCH", "$(params."+paramSourceDateEpoch+")"),
+			epoch,
 			env("OCI_DIR", ociDir),
 			env("CACHE_REPOSITORY", "$(params."+paramCacheRepo+")"),
 			env("REGISTRY_AUTH_DIR", ""),
@@ -552,46 +635,122 @@ func (g *generator) buildTask(pl v1alpha1.Platform, after ...string) tektonv1.Pi
 		SecurityContext:  buildahContext(),
 		ComputeResources: g.resources("build"),
 	}
+	index := g.indexStep(pl, inTask)
 	volumes := []corev1.Volume{g.sharedVolume(), g.storageVolume()}
 	if p.pushSecret != "" {
+		mountSecret(&index, "REGISTRY_AUTH_DIR", volPushSecret, mountPushSecret, p.pushSecret)
 		volumes = append(volumes, mountSecret(&step, "REGISTRY_AUTH_DIR", volPushSecret, mountPushSecret, p.pushSecret))
+	}
+	params := tektonv1.Params{
+		passString(paramContextDir),
+		passString(paramContainerfile),
+		passArray(paramBuildArgs),
+		passString(paramImage),
+		passString(paramRepository),
+		passString(paramCacheRepo),
+	}
+	paramSpecs := tektonv1.ParamSpecs{
+		stringParamSpec(paramContextDir, ""),
+		stringParamSpec(paramContainerfile, ""),
+		arrayParamSpec(paramBuildArgs, ""),
+		stringParamSpec(paramImage, ""),
+		stringParamSpec(paramRepository, ""),
+		stringParamSpec(paramCacheRepo, ""),
+	}
+	results := []tektonv1.TaskResult{
+		{Name: ResultImageDigest, Type: tektonv1.ResultsTypeString, Description: fmt.Sprintf("Digest of the pushed %s image manifest.", pl)},
+		{Name: ResultImageURL, Type: tektonv1.ResultsTypeString, Description: "Repository the image was pushed to by digest (untagged)."},
+		{Name: ResultPushStarted, Type: tektonv1.ResultsTypeString, Description: "When the push by digest started, seconds since the epoch (the end of the building phase)."},
+		{Name: ResultIndexDigest, Type: tektonv1.ResultsTypeString, Description: "Digest of the manifest list if this task assembled and pushed it, else empty."},
+		{Name: ResultIndexURL, Type: tektonv1.ResultsTypeString, Description: "Repository of the manifest list if this task pushed it, else empty."},
+	}
+	steps := []tektonv1.Step{step, index}
+	const build = "build the %s image natively on a node of that architecture and push it to the repository by digest; the last platform's task to finish pushes the manifest list."
+	description := "B" + fmt.Sprintf(build, pl)[1:]
+	if inTask {
+		description = "Fetch the sources into the pod, then " + fmt.Sprintf(build, pl)
+		// Each platform clones for itself (every clone checks out the
+		// commit the first one did, see scripts/clone.sh), into the pod's
+		// own volume: no pod of its own, nothing shared on the volume.
+		clone, cloneVolumes := g.cloneStep(corev1.VolumeMount{Name: volSource, MountPath: mountSource})
+		clone.Env = append(clone.Env, env("RUN_DIR", mountRun))
+		clone.VolumeMounts = append(clone.VolumeMounts, g.runDirMount())
+		pre := []tektonv1.Step{g.prepareStep(), clone}
+		if len(p.built) > 0 && p.built[0] == pl {
+			// The first platform's task checks every platform's base images.
+			pre = append(pre, g.preflightStep(corev1.VolumeMount{Name: volSource, MountPath: mountSource, ReadOnly: true}))
+			description += fmt.Sprintf(" Before building, check that every image the Containerfile builds FROM offers %s.", g.platformList())
+		}
+		steps = append(pre, steps...)
+		volumes = append(volumes, g.sourceVolume())
+		volumes = append(volumes, cloneVolumes...)
+		params = append(params, passString(paramGitURL), passString(paramGitRevision))
+		paramSpecs = append(paramSpecs, stringParamSpec(paramGitURL, ""), stringParamSpec(paramGitRevision, ""))
+		results = append(results, cloneResults()...)
+	} else {
+		params = append(params, stringParam(paramSourceDateEpoch, "$(tasks."+TaskClone+".results."+ResultSourceDateEpoch+")"))
+		paramSpecs = append(paramSpecs, stringParamSpec(paramSourceDateEpoch, "Commit time of the sources, the image's timestamp."))
 	}
 	return tektonv1.PipelineTask{
 		Name:     BuildTaskName(arch),
 		RunAfter: after,
-		Params: tektonv1.Params{
-			passString(paramContextDir),
-			passString(paramContainerfile),
-			passArray(paramBuildArgs),
-			passString(paramRepository),
-			passString(paramCacheRepo),
-			stringParam(paramSourceDateEpoch, "$(tasks."+TaskClone+".results."+ResultSourceDateEpoch+")"),
-		},
+		Params:   params,
 		TaskSpec: &tektonv1.EmbeddedTask{
 			Metadata: archMetadata(arch),
 			TaskSpec: tektonv1.TaskSpec{
-				Description: fmt.Sprintf("Build the %s image natively on a node of that architecture and push it to the repository by digest.", pl),
-				Params: tektonv1.ParamSpecs{
-					stringParamSpec(paramContextDir, ""),
-					stringParamSpec(paramContainerfile, ""),
-					arrayParamSpec(paramBuildArgs, ""),
-					stringParamSpec(paramRepository, ""),
-					stringParamSpec(paramCacheRepo, ""),
-					stringParamSpec(paramSourceDateEpoch, "Commit time of the sources, the image's timestamp."),
-				},
-				Results: []tektonv1.TaskResult{
-					{Name: ResultImageDigest, Type: tektonv1.ResultsTypeString, Description: fmt.Sprintf("Digest of the pushed %s image manifest.", pl)},
-					{Name: ResultImageURL, Type: tektonv1.ResultsTypeString, Description: "Repository the image was pushed to by digest (untagged)."},
-					{Name: ResultPushStarted, Type: tektonv1.ResultsTypeString, Description: "When the push by digest started, seconds since the epoch (the end of the building phase)."},
-				},
-				Volumes: volumes,
-				Steps:   []tektonv1.Step{step},
+				Description: description,
+				Params:      paramSpecs,
+				Results:     results,
+				Volumes:     volumes,
+				Steps:       steps,
 			},
 		},
 	}
 }
 
-func (g *generator) pushTask(builds []string) tektonv1.PipelineTask {
+// indexStep ends a build task: it publishes the platform's digest in the
+// run's directory and, when every platform's is there, assembles and pushes
+// the manifest list (scripts/push.sh). Images a retry reuses are given by
+// digest. With clone inside the task, each platform also records its commit
+// there and the list is only pushed when all of them built the same one.
+func (g *generator) indexStep(pl v1alpha1.Platform, inTask bool) tektonv1.Step {
+	p := g.p
+	vars := []corev1.EnvVar{
+		env("IMAGE", "$(params."+paramImage+")"),
+		env("REPOSITORY", "$(params."+paramRepository+")"),
+		env("REGISTRY_AUTH_DIR", ""),
+		env("PLATFORM", string(pl)),
+		env("INDEX_DIR", mountRun+"/index"),
+		env("OWN_DIGEST_FILE", "$(results."+ResultImageDigest+".path)"),
+		env("OWN_COMMIT_FILE", ""),
+		env("RESULT_IMAGE_DIGEST", "$(results."+ResultIndexDigest+".path)"),
+		env("RESULT_IMAGE_URL", "$(results."+ResultIndexURL+".path)"),
+	}
+	if inTask {
+		vars[6].Value = "$(results." + ResultCommit + ".path)"
+	}
+	var args []string
+	for _, other := range p.platforms {
+		if u, ok := g.reuse(other); ok {
+			vars = append(vars, env(ArchDigestResult(other.Arch()), u.Digest))
+		}
+		args = append(args, string(other))
+	}
+	return tektonv1.Step{
+		Name:             StepIndex,
+		Image:            p.builderImage,
+		Script:           scriptPush,
+		Args:             args,
+		Env:              append(vars, buildahEnv()...),
+		VolumeMounts:     []corev1.VolumeMount{{Name: volStorage, MountPath: mountStorage}, g.runDirMount()},
+		SecurityContext:  buildahContext(),
+		ComputeResources: g.resources("push"),
+	}
+}
+
+// pushTask assembles and pushes the manifest list of a retry that rebuilds
+// nothing: every platform's image is reused, by digest.
+func (g *generator) pushTask(after []string) tektonv1.PipelineTask {
 	p := g.p
 	vars := []corev1.EnvVar{
 		env("IMAGE", "$(params."+paramImage+")"),
@@ -610,17 +769,11 @@ func (g *generator) pushTask(builds []string) tektonv1.PipelineTask {
 	}
 	var args []string
 	for _, pl := range p.platforms {
-		arch := pl.Arch()
-		name := ArchDigestResult(arch)
-		if u, ok := g.reuse(pl); ok {
-			// Not rebuilt by this retry: the digest the earlier run pushed,
-			// checked by check-reused.
-			params = append(params, stringParam(name, u.Digest))
-			paramSpecs = append(paramSpecs, stringParamSpec(name, fmt.Sprintf("Digest of the %s image, reused from run %s.", pl, u.Run)))
-		} else {
-			params = append(params, stringParam(name, "$(tasks."+BuildTaskName(arch)+".results."+ResultImageDigest+")"))
-			paramSpecs = append(paramSpecs, stringParamSpec(name, fmt.Sprintf("Digest of the %s image, pushed by %s.", pl, BuildTaskName(arch))))
-		}
+		// The digest the earlier run pushed, checked by check-reused.
+		u, _ := g.reuse(pl)
+		name := ArchDigestResult(pl.Arch())
+		params = append(params, stringParam(name, u.Digest))
+		paramSpecs = append(paramSpecs, stringParamSpec(name, fmt.Sprintf("Digest of the %s image, reused from run %s.", pl, u.Run)))
 		vars = append(vars, env(name, "$(params."+name+")"))
 		args = append(args, string(pl))
 	}
@@ -639,12 +792,9 @@ func (g *generator) pushTask(builds []string) tektonv1.PipelineTask {
 	if p.pushSecret != "" {
 		volumes = append(volumes, mountSecret(&step, "REGISTRY_AUTH_DIR", volPushSecret, mountPushSecret, p.pushSecret))
 	}
-	if len(builds) == 0 {
-		builds = []string{TaskClone} // a retry that only lists the reused images again
-	}
 	return tektonv1.PipelineTask{
 		Name:     TaskPush,
-		RunAfter: builds,
+		RunAfter: after,
 		Params:   params,
 		TaskSpec: &tektonv1.EmbeddedTask{
 			Metadata: tektonv1.PipelineTaskMetadata{Labels: map[string]string{LabelManagedBy: ManagedBy}},
@@ -765,6 +915,20 @@ func RunDir(runName string) string { return runsDir + "/" + runName }
 // runMount mounts a directory of this run's directory.
 func (g *generator) runMount(mountPath, rel string, readOnly bool) corev1.VolumeMount {
 	return corev1.VolumeMount{Name: volShared, MountPath: mountPath, SubPath: RunDir(g.p.runName) + "/" + rel, ReadOnly: readOnly}
+}
+
+// runDirMount mounts the run's directory itself at mountRun.
+func (g *generator) runDirMount() corev1.VolumeMount {
+	return corev1.VolumeMount{Name: volShared, MountPath: mountRun, SubPath: RunDir(g.p.runName)}
+}
+
+// sourceVolume holds the clone of a build task that clones for itself: in
+// the pod, off the shared volume (a checkout is many small files, which
+// network file systems such as EFS write slowly), bounded like buildah's.
+func (g *generator) sourceVolume() corev1.Volume {
+	v := g.storageVolume()
+	v.Name = volSource
+	return v
 }
 
 func (g *generator) sharedVolume() corev1.Volume {
@@ -927,6 +1091,15 @@ func stringParamSpec(name, description string) tektonv1.ParamSpec {
 
 func arrayParamSpec(name, description string) tektonv1.ParamSpec {
 	return tektonv1.ParamSpec{Name: name, Type: tektonv1.ParamTypeArray, Description: description}
+}
+
+func resultOf(name, description, value string) tektonv1.PipelineResult {
+	return tektonv1.PipelineResult{
+		Name:        name,
+		Type:        tektonv1.ResultsTypeString,
+		Description: description,
+		Value:       tektonv1.ResultValue{Type: tektonv1.ParamTypeString, StringVal: value},
+	}
 }
 
 func pipelineResult(name, description, task, result string) tektonv1.PipelineResult {

@@ -294,7 +294,7 @@ func TestScriptsReportTheToolsOwnErrorInTheErrorResult(t *testing.T) {
 			name:      "wrong git password",
 			files:     map[string]string{"Containerfile": "FROM " + base + "\n"},
 			password:  "wrong",
-			wantTask:  TaskClone,
+			wantTask:  BuildTaskName("amd64"), // its clone step: each platform clones for itself
 			wantError: []string{"fatal: Authentication failed for", "cannot fetch", "spec.source.git.secretRef"},
 		},
 	} {

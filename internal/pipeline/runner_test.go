@@ -62,6 +62,8 @@ var (
 	arrayRef   = regexp.MustCompile(`^\$\(params\.([A-Za-z0-9_-]+)\[\*\]\)$`)
 	resultPath = regexp.MustCompile(`\$\(results\.([A-Za-z0-9_.-]+)\.path\)`)
 	taskResult = regexp.MustCompile(`^\$\(tasks\.([a-z0-9-]+)\.results\.([A-Za-z0-9_]+)\)$`)
+	// taskResults2 finds every task result reference in a string.
+	taskResults2 = regexp.MustCompile(`\$\(tasks\.([a-z0-9-]+)\.results\.([A-Za-z0-9_]+)\)`)
 	anyRef     = regexp.MustCompile(`\$\((params|results|tasks|context|workspaces|steps)\.`)
 )
 
@@ -106,15 +108,20 @@ func (r *localRunner) run(pr *tektonv1.PipelineRun) map[string]string {
 	}
 	results := map[string]string{}
 	for _, res := range spec.Results {
-		m := taskResult.FindStringSubmatch(res.Value.StringVal)
-		if m == nil {
-			t.Fatalf("pipeline result %s: unsupported value %q", res.Name, res.Value.StringVal)
+		// One task result, or several concatenated (the list's digest: one
+		// build task wrote it, the others "").
+		val := res.Value.StringVal
+		if val == "" || taskResults2.ReplaceAllString(val, "") != "" {
+			t.Fatalf("pipeline result %s: unsupported value %q", res.Name, val)
 		}
-		v, ok := taskResults[m[1]][m[2]]
-		if !ok {
-			t.Fatalf("pipeline result %s: task %s wrote no result %s", res.Name, m[1], m[2])
-		}
-		results[res.Name] = v
+		results[res.Name] = taskResults2.ReplaceAllStringFunc(val, func(ref string) string {
+			m := taskResults2.FindStringSubmatch(ref)
+			v, ok := taskResults[m[1]][m[2]]
+			if !ok {
+				t.Fatalf("pipeline result %s: task %s wrote no result %s", res.Name, m[1], m[2])
+			}
+			return v
+		})
 	}
 	return results
 }

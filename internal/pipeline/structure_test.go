@@ -37,19 +37,24 @@ func allTasks(pr *tektonv1.PipelineRun) []tektonv1.PipelineTask {
 
 func TestTasksAndTheirOrderForEachStrategy(t *testing.T) {
 	two := []v1alpha1.Platform{v1alpha1.PlatformLinuxAMD64, v1alpha1.PlatformLinuxARM64}
+	buildSteps := []string{"build", StepIndex}
+	cloneAndBuild := []string{"prepare", "clone", "build", StepIndex}
 	for _, tc := range []struct {
 		name     string
 		build    *v1alpha1.MultiArchBuild
 		runAfter map[string][]string // task -> runAfter, in pipeline order
+		steps    map[string][]string // task -> its steps
 	}{
 		{
-			name:  "Containerfile: arch builds in parallel right after clone (and its preflight step), push after all builds",
+			name:  "Containerfile: arch builds in parallel at once, each cloning for itself, the first checking every base image, the last pushing the list",
 			build: withPlatforms(htopBuild(), two...),
 			runAfter: map[string][]string{
-				"clone":       nil,
-				"build-amd64": {"clone"},
-				"build-arm64": {"clone"},
-				"push":        {"build-amd64", "build-arm64"},
+				"build-amd64": nil,
+				"build-arm64": nil,
+			},
+			steps: map[string][]string{
+				"build-amd64": {"prepare", "clone", StepPreflight, "build", StepIndex},
+				"build-arm64": cloneAndBuild,
 			},
 		},
 		{
@@ -61,7 +66,13 @@ func TestTasksAndTheirOrderForEachStrategy(t *testing.T) {
 				"build-amd64":   {"install-amd64"},
 				"install-arm64": {"clone"},
 				"build-arm64":   {"install-arm64"},
-				"push":          {"build-amd64", "build-arm64"},
+			},
+			steps: map[string][]string{
+				"clone":         {"prepare", "clone", StepPreflight},
+				"install-amd64": {"install"},
+				"build-amd64":   buildSteps,
+				"install-arm64": {"install"},
+				"build-arm64":   buildSteps,
 			},
 		},
 		{
@@ -72,39 +83,56 @@ func TestTasksAndTheirOrderForEachStrategy(t *testing.T) {
 				"maven":       {"clone"},
 				"build-amd64": {"maven"},
 				"build-arm64": {"maven"},
-				"push":        {"build-amd64", "build-arm64"},
+			},
+			steps: map[string][]string{
+				"clone":       {"prepare", "clone", StepPreflight},
+				"maven":       {"maven"},
+				"build-amd64": buildSteps,
+				"build-arm64": buildSteps,
 			},
 		},
 		{
 			name:  "Containerfile with all four platforms",
 			build: withPlatforms(htopBuild(), allPlatforms...),
 			runAfter: map[string][]string{
-				"clone":         nil,
-				"build-amd64":   {"clone"},
-				"build-arm64":   {"clone"},
-				"build-ppc64le": {"clone"},
-				"build-s390x":   {"clone"},
-				"push":          {"build-amd64", "build-arm64", "build-ppc64le", "build-s390x"},
+				"build-amd64":   nil,
+				"build-arm64":   nil,
+				"build-ppc64le": nil,
+				"build-s390x":   nil,
+			},
+			steps: map[string][]string{
+				"build-amd64":   {"prepare", "clone", StepPreflight, "build", StepIndex},
+				"build-arm64":   cloneAndBuild,
+				"build-ppc64le": cloneAndBuild,
+				"build-s390x":   cloneAndBuild,
 			},
 		},
 		{
 			name:  "a single platform still gets a manifest list",
 			build: withPlatforms(htopBuild(), v1alpha1.PlatformLinuxARM64),
 			runAfter: map[string][]string{
-				"clone":       nil,
-				"build-arm64": {"clone"},
-				"push":        {"build-arm64"},
+				"build-arm64": nil,
+			},
+			steps: map[string][]string{
+				"build-arm64": {"prepare", "clone", StepPreflight, "build", StepIndex},
 			},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pr := mustGenerate(t, input(tc.build))
 			got := map[string][]string{}
+			gotSteps := map[string][]string{}
 			for _, pt := range pr.Spec.PipelineSpec.Tasks {
 				got[pt.Name] = pt.RunAfter
+				for _, st := range pt.TaskSpec.Steps {
+					gotSteps[pt.Name] = append(gotSteps[pt.Name], st.Name)
+				}
 			}
 			if diff := cmp.Diff(tc.runAfter, got); diff != "" {
 				t.Errorf("tasks and runAfter (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.steps, gotSteps); diff != "" {
+				t.Errorf("steps (-want +got):\n%s", diff)
 			}
 			var finally []string
 			for _, pt := range pr.Spec.PipelineSpec.Finally {
@@ -167,8 +195,14 @@ func TestEachArchReadsAndWritesOnlyItsOwnDirectories(t *testing.T) {
 								t.Errorf("%s (NodeJS) mounts the shared clone: it must build from its own copy only", pt.Name)
 							}
 						case strings.HasPrefix(vm.SubPath, "cache/"):
+						case vm.SubPath == run && (step.Name == StepIndex || step.Name == "clone" && strategy == v1alpha1.StrategyContainerfile):
+							// The run's directory itself: where the platforms
+							// agree on the commit and publish their digests,
+							// never sources.
+						case step.Name == "prepare" && strategy == v1alpha1.StrategyContainerfile && (vm.SubPath == runsDir || vm.SubPath == "cache"):
+							// Creates the run's directory and the caches.
 						default:
-							t.Errorf("%s (arch %s) mounts %s, outside its own directory %s", pt.Name, arch, vm.SubPath, own)
+							t.Errorf("%s (arch %s) step %s mounts %s, outside its own directory %s", pt.Name, arch, step.Name, vm.SubPath, own)
 						}
 					}
 					// Every path the step is told about resolves inside its mounts.
@@ -180,7 +214,13 @@ func TestEachArchReadsAndWritesOnlyItsOwnDirectories(t *testing.T) {
 						if !ok {
 							continue // a secret or another volume
 						}
-						if arch != "" && !strings.HasPrefix(rel, run+"/arch/"+arch) && rel != run+"/source" && !strings.HasPrefix(rel, "cache/") {
+						switch {
+						case arch == "":
+						case strings.HasPrefix(rel, run+"/arch/"+arch), rel == run+"/source", strings.HasPrefix(rel, "cache/"):
+						case step.Name == StepIndex && rel == run+"/index":
+						case step.Name == "clone" && rel == run:
+						case step.Name == "prepare" && (rel == runsDir || rel == "cache"):
+						default:
 							t.Errorf("%s env %s=%s resolves to %s, outside arch %s's directory", pt.Name, e.Name, e.Value, rel, arch)
 						}
 					}
@@ -190,14 +230,39 @@ func TestEachArchReadsAndWritesOnlyItsOwnDirectories(t *testing.T) {
 			// What each build reads and writes, spelled out.
 			for _, pl := range allPlatforms {
 				arch := pl.Arch()
-				step := taskNamed(t, pr, BuildTaskName(arch)).TaskSpec.Steps[0]
-				src, _ := sharedPath(step, envOf(step, "SOURCE_DIR"))
-				wantSrc := run + "/source"
-				if strategy == v1alpha1.StrategyNodeJS {
-					wantSrc = run + "/arch/" + arch + "/source"
-				}
-				if src != wantSrc {
-					t.Errorf("build-%s reads sources from %q, want %q", arch, src, wantSrc)
+				bt := taskNamed(t, pr, BuildTaskName(arch))
+				step := stepNamed(t, bt, "build")
+				src, shared := sharedPath(step, envOf(step, "SOURCE_DIR"))
+				switch strategy {
+				case v1alpha1.StrategyContainerfile:
+					// Its own clone, in the pod: nothing of it on the volume.
+					clone := stepNamed(t, bt, "clone")
+					if shared || envOf(clone, "SOURCE_DIR") != envOf(step, "SOURCE_DIR") {
+						t.Errorf("build-%s reads sources from %s (shared: %v), clone writes %s", arch, envOf(step, "SOURCE_DIR"), shared, envOf(clone, "SOURCE_DIR"))
+					}
+					for _, vm := range step.VolumeMounts {
+						if vm.MountPath == mountSource && (vm.Name != volSource || !vm.ReadOnly) {
+							t.Errorf("build-%s mounts its sources from %s (read-only %v), want the pod's own %s volume read-only", arch, vm.Name, vm.ReadOnly, volSource)
+						}
+					}
+					if v := volumeOf(bt.TaskSpec.TaskSpec, volSource); v == nil || v.EmptyDir == nil {
+						t.Errorf("build-%s: volume %s is %+v, want an emptyDir", arch, volSource, v)
+					}
+				default:
+					wantSrc := run + "/source"
+					if strategy == v1alpha1.StrategyNodeJS {
+						wantSrc = run + "/arch/" + arch + "/source"
+					}
+					if src != wantSrc {
+						t.Errorf("build-%s reads sources from %q, want %q", arch, src, wantSrc)
+					}
+					if strategy == v1alpha1.StrategyNodeJS {
+						inst := taskNamed(t, pr, InstallTaskName(arch)).TaskSpec.Steps[0]
+						work, _ := sharedPath(inst, envOf(inst, "WORK_DIR"))
+						if work != wantSrc {
+							t.Errorf("install-%s installs into %q but build-%s reads %q", arch, work, arch, wantSrc)
+						}
+					}
 				}
 				// The image goes to the registry, never to the shared volume:
 				// the build writes nothing there.
@@ -209,28 +274,26 @@ func TestEachArchReadsAndWritesOnlyItsOwnDirectories(t *testing.T) {
 				if got := envOf(step, "OCI_DIR"); !strings.HasPrefix(got, mountStorage+"/") {
 					t.Errorf("build-%s OCI_DIR = %q, want a directory on buildah's node-local volume", arch, got)
 				}
-				if strategy == v1alpha1.StrategyNodeJS {
-					inst := taskNamed(t, pr, InstallTaskName(arch)).TaskSpec.Steps[0]
-					work, _ := sharedPath(inst, envOf(inst, "WORK_DIR"))
-					if work != wantSrc {
-						t.Errorf("install-%s installs into %q but build-%s reads %q", arch, work, arch, wantSrc)
-					}
+				// The index step publishes exactly the digest the build step
+				// pushed, in the run's own index directory, and lists every
+				// platform of the run, in spec order.
+				index := stepNamed(t, bt, StepIndex)
+				if got, want := envOf(index, "OWN_DIGEST_FILE"), envOf(step, "RESULT_IMAGE_DIGEST"); got != want {
+					t.Errorf("build-%s index OWN_DIGEST_FILE = %q, the build step writes %q", arch, got, want)
 				}
-				// push lists exactly the digest build-<arch> pushed.
-				pushTask := taskNamed(t, pr, TaskPush)
-				name := ArchDigestResult(arch)
-				if got := envOf(mainStep(pushTask), name); got != "$(params."+name+")" {
-					t.Errorf("push env %s = %q", name, got)
+				if rel, _ := sharedPath(index, envOf(index, "INDEX_DIR")); rel != run+"/index" {
+					t.Errorf("build-%s index INDEX_DIR resolves to %q, want %q", arch, rel, run+"/index")
 				}
-				var param string
-				for _, p := range pushTask.Params {
-					if p.Name == name {
-						param = p.Value.StringVal
-					}
+				var wantArgs []string
+				for _, p := range allPlatforms {
+					wantArgs = append(wantArgs, string(p))
 				}
-				if want := "$(tasks." + BuildTaskName(arch) + ".results." + ResultImageDigest + ")"; param != want {
-					t.Errorf("push param %s = %q, want %q", name, param, want)
+				if diff := cmp.Diff(wantArgs, index.Args); diff != "" {
+					t.Errorf("build-%s index args (-want +got):\n%s", arch, diff)
 				}
+			}
+			if _, ok := findTask(pr, TaskPush); ok {
+				t.Errorf("a run that builds has a push task: its last build task pushes the list")
 			}
 		})
 	}
@@ -377,8 +440,9 @@ func TestBuildahStepsRunWithVFSChrootEmptyDirAndSETFCAP(t *testing.T) {
 			}
 		}
 	}
-	if n != len(allPlatforms)+1 {
-		t.Errorf("found %d buildah steps, want %d", n, len(allPlatforms)+1)
+	// build and index in every build task.
+	if n != 2*len(allPlatforms) {
+		t.Errorf("found %d buildah steps, want %d", n, 2*len(allPlatforms))
 	}
 }
 
@@ -398,21 +462,54 @@ func TestSecretsAreMountedOnlyWhereNeeded(t *testing.T) {
 			}
 		}
 	}
-	// The build tasks push their images by digest: they need the push Secret too.
-	want := map[string][]string{"clone": {"git-auth"}, "maven": {"m2"}, "push": {"quay-authentication"},
+	// The build tasks push their images by digest, and one of them the list:
+	// they need the push Secret.
+	want := map[string][]string{"clone": {"git-auth"}, "maven": {"m2"},
 		"build-amd64": {"quay-authentication"}, "build-arm64": {"quay-authentication"}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Secrets by task (-want +got):\n%s", diff)
 	}
-	for task, envName := range map[string]string{"clone": "GIT_SECRET_DIR", "maven": "MAVEN_SETTINGS_DIR", "push": "REGISTRY_AUTH_DIR", "build-arm64": "REGISTRY_AUTH_DIR"} {
-		step := mainStep(taskNamed(t, pr, task))
-		dir := envOf(step, envName)
+	checkSecretMounts := func(pr *tektonv1.PipelineRun, task, step, envName string) {
+		t.Helper()
+		st := stepNamed(t, taskNamed(t, pr, task), step)
+		dir := envOf(st, envName)
 		found := false
-		for _, vm := range step.VolumeMounts {
+		for _, vm := range st.VolumeMounts {
 			found = found || (vm.MountPath == dir && vm.ReadOnly)
 		}
 		if !found {
-			t.Errorf("%s: %s=%q is not a read-only mount", task, envName, dir)
+			t.Errorf("%s/%s: %s=%q is not a read-only mount", task, step, envName, dir)
+		}
+	}
+	checkSecretMounts(pr, "clone", "clone", "GIT_SECRET_DIR")
+	checkSecretMounts(pr, "maven", "maven", "MAVEN_SETTINGS_DIR")
+	checkSecretMounts(pr, "build-arm64", "build", "REGISTRY_AUTH_DIR")
+	checkSecretMounts(pr, "build-arm64", StepIndex, "REGISTRY_AUTH_DIR")
+
+	// A Containerfile build clones in its build tasks: the Git Secret goes
+	// there, to the clone step only.
+	cf := withPlatforms(htopBuild(), v1alpha1.PlatformLinuxAMD64, v1alpha1.PlatformLinuxARM64)
+	cf.Spec.Source.Git.SecretRef = &corev1.LocalObjectReference{Name: "git-auth"}
+	cpr := mustGenerate(t, input(cf))
+	for _, arch := range []string{"amd64", "arm64"} {
+		bt := taskNamed(t, cpr, BuildTaskName(arch))
+		var secrets []string
+		for _, v := range bt.TaskSpec.Volumes {
+			if v.Secret != nil {
+				secrets = append(secrets, v.Secret.SecretName)
+			}
+		}
+		slices.Sort(secrets)
+		if diff := cmp.Diff([]string{"git-auth", "quay-authentication"}, secrets); diff != "" {
+			t.Errorf("Containerfile build-%s Secrets (-want +got):\n%s", arch, diff)
+		}
+		checkSecretMounts(cpr, BuildTaskName(arch), "clone", "GIT_SECRET_DIR")
+		for _, st := range bt.TaskSpec.Steps {
+			for _, vm := range st.VolumeMounts {
+				if vm.Name == volGitSecret && st.Name != "clone" {
+					t.Errorf("Containerfile build-%s step %s mounts the Git Secret", arch, st.Name)
+				}
+			}
 		}
 	}
 
@@ -460,31 +557,53 @@ func TestPipelineResultsReexportDigestsAndCommit(t *testing.T) {
 	for _, r := range pr.Spec.PipelineSpec.Results {
 		got[r.Name] = r.Value.StringVal
 	}
+	// The list's digest and URL: whichever build task pushed it (the
+	// others' results are empty); the commit: every build task cloned the
+	// same one, the first platform's says which.
 	want := map[string]string{
-		ResultImageDigest:         "$(tasks.push.results.IMAGE_DIGEST)",
-		ResultImageURL:            "$(tasks.push.results.IMAGE_URL)",
-		ResultCommit:              "$(tasks.clone.results.COMMIT)",
+		ResultImageDigest:         "$(tasks.build-amd64.results.INDEX_IMAGE_DIGEST)$(tasks.build-s390x.results.INDEX_IMAGE_DIGEST)",
+		ResultImageURL:            "$(tasks.build-amd64.results.INDEX_IMAGE_URL)$(tasks.build-s390x.results.INDEX_IMAGE_URL)",
+		ResultCommit:              "$(tasks.build-amd64.results.COMMIT)",
 		ArchDigestResult("amd64"): "$(tasks.build-amd64.results.IMAGE_DIGEST)",
 		ArchDigestResult("s390x"): "$(tasks.build-s390x.results.IMAGE_DIGEST)",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("pipeline results (-want +got):\n%s", diff)
 	}
-	// Every referenced task result is declared and written by the script.
-	for _, r := range pr.Spec.PipelineSpec.Results {
-		parts := strings.Split(strings.Trim(r.Value.StringVal, "$()"), ".")
-		task := taskNamed(t, pr, parts[1])
-		declared := false
-		for _, tr := range task.TaskSpec.Results {
-			declared = declared || tr.Name == parts[3]
-		}
-		if !declared {
-			t.Errorf("result %s: task %s declares no result %s", r.Name, parts[1], parts[3])
-		}
-		if envOf(mainStep(task), "RESULT_"+parts[3]) != "$(results."+parts[3]+".path)" {
-			t.Errorf("result %s: the %s step is not given RESULT_%s", r.Name, parts[1], parts[3])
+	// Every referenced task result is declared and written by one of the
+	// task's steps.
+	checkRefs := func(pr *tektonv1.PipelineRun) {
+		for _, r := range pr.Spec.PipelineSpec.Results {
+			for _, m := range taskResults2.FindAllStringSubmatch(r.Value.StringVal, -1) {
+				task, res := taskNamed(t, pr, m[1]), m[2]
+				declared := false
+				for _, tr := range task.TaskSpec.Results {
+					declared = declared || tr.Name == res
+				}
+				if !declared {
+					t.Errorf("result %s: task %s declares no result %s", r.Name, m[1], res)
+				}
+				written := false
+				for _, st := range task.TaskSpec.Steps {
+					for _, e := range st.Env {
+						written = written || (strings.HasPrefix(e.Name, "RESULT_") && e.Value == "$(results."+res+".path)")
+					}
+				}
+				if !written {
+					t.Errorf("result %s: no step of %s is given the path of %s", r.Name, m[1], res)
+				}
+			}
 		}
 	}
+	checkRefs(pr)
+	// NodeJS and Maven: one clone task says which commit.
+	npr := mustGenerate(t, input(withPlatforms(nodejsBuild(), v1alpha1.PlatformLinuxAMD64, v1alpha1.PlatformLinuxS390X)))
+	for _, r := range npr.Spec.PipelineSpec.Results {
+		if r.Name == ResultCommit && r.Value.StringVal != "$(tasks.clone.results.COMMIT)" {
+			t.Errorf("NodeJS COMMIT = %q", r.Value.StringVal)
+		}
+	}
+	checkRefs(npr)
 }
 
 // Spec values reach the steps only through params, env and args: every script
@@ -565,7 +684,7 @@ func TestDefaultsAreAppliedWhenFieldsAreEmpty(t *testing.T) {
 			if pr.Spec.TaskRunTemplate.ServiceAccountName != s.ServiceAccountName {
 				t.Errorf("service account %q", pr.Spec.TaskRunTemplate.ServiceAccountName)
 			}
-			if got := mainStep(taskNamed(t, pr, TaskPush)).Image; got != s.BuilderImage {
+			if got := stepNamed(t, taskNamed(t, pr, BuildTaskName("arm64")), StepIndex).Image; got != s.BuilderImage {
 				t.Errorf("builder image %q", got)
 			}
 			if got := pr.Spec.Timeouts.Pipeline.Duration.String(); got != "1h0m0s" {
@@ -706,12 +825,33 @@ func TestRunLabelsIdentifyTheBuild(t *testing.T) {
 // mainStep is the step that does a task's work: the one named after the
 // task (clone's, between its prepare and preflight steps), else the last.
 func mainStep(pt tektonv1.PipelineTask) tektonv1.Step {
+	kind, _, _ := strings.Cut(pt.Name, "-") // build-arm64: build
 	for _, st := range pt.TaskSpec.Steps {
-		if st.Name == pt.Name {
+		if st.Name == pt.Name || st.Name == kind {
 			return st
 		}
 	}
 	return pt.TaskSpec.Steps[len(pt.TaskSpec.Steps)-1]
+}
+
+func stepNamed(t *testing.T, pt tektonv1.PipelineTask, name string) tektonv1.Step {
+	t.Helper()
+	for _, st := range pt.TaskSpec.Steps {
+		if st.Name == name {
+			return st
+		}
+	}
+	t.Fatalf("task %s has no step %s", pt.Name, name)
+	return tektonv1.Step{}
+}
+
+func findTask(pr *tektonv1.PipelineRun, name string) (tektonv1.PipelineTask, bool) {
+	for _, pt := range allTasks(pr) {
+		if pt.Name == name {
+			return pt, true
+		}
+	}
+	return tektonv1.PipelineTask{}, false
 }
 
 func taskNamed(t *testing.T, pr *tektonv1.PipelineRun, name string) tektonv1.PipelineTask {
@@ -757,7 +897,7 @@ func keys[V any](m map[string]V) []string {
 // RuntimeDefault seccomp on tool steps, only SETFCAP added on buildah's,
 // requests and a memory limit on every step, buildah's storage bounded.
 func TestBuildPodsAreHardened(t *testing.T) {
-	buildah := map[string]bool{"build": true, "push": true, "preflight": true}
+	buildah := map[string]bool{"build": true, "push": true, "preflight": true, StepIndex: true}
 	for strategy, sample := range sampleBuilds {
 		pr := mustGenerate(t, input(sample()))
 		templates := []*pod.Template{pr.Spec.TaskRunTemplate.PodTemplate}
@@ -827,13 +967,15 @@ func TestToolStepsAsRootWhenAnAdminSaysSo(t *testing.T) {
 	in := input(htopBuild())
 	in.Settings.ToolUser = 0
 	pr := mustGenerate(t, in)
-	clone := taskNamed(t, pr, TaskClone)
-	if got := envOf(clone.TaskSpec.Steps[0], "TOOL_UID"); got != "0" {
-		t.Errorf("prepare TOOL_UID = %q, want 0", got)
-	}
-	sc := mainStep(clone).SecurityContext
-	if sc.RunAsUser == nil || *sc.RunAsUser != 0 || sc.RunAsNonRoot != nil || fmt.Sprint(sc.Capabilities.Drop) != "[ALL]" {
-		t.Errorf("clone as root: %+v", sc)
+	for _, task := range []string{BuildTaskName("amd64"), BuildTaskName("arm64")} {
+		bt := taskNamed(t, pr, task)
+		if got := envOf(stepNamed(t, bt, "prepare"), "TOOL_UID"); got != "0" {
+			t.Errorf("%s prepare TOOL_UID = %q, want 0", task, got)
+		}
+		sc := stepNamed(t, bt, "clone").SecurityContext
+		if sc.RunAsUser == nil || *sc.RunAsUser != 0 || sc.RunAsNonRoot != nil || fmt.Sprint(sc.Capabilities.Drop) != "[ALL]" {
+			t.Errorf("%s clone as root: %+v", task, sc)
+		}
 	}
 }
 

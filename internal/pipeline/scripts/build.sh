@@ -12,7 +12,9 @@
 #   REPOSITORY         registry/repository to push to (spec.output.image without tag)
 #   SOURCE_DATE_EPOCH  commit time of the sources (seconds since the epoch): the
 #                      image's creation time and the time of every file the build
-#                      adds, so that the same commit gives the same digest
+#                      adds, so that the same commit gives the same digest;
+#                      or SOURCE_DATE_EPOCH_FILE, the file holding it (the
+#                      SOURCE_DATE_EPOCH result of the task's own clone step)
 #   OCI_DIR            scratch directory on the node-local volume
 #   CACHE_REPOSITORY   optional: registry/repository of the layer cache
 #                      (spec.output.layerCache); empty builds every layer
@@ -39,6 +41,9 @@ fail() { echo "build $PLATFORM: ERROR: $*" >&2; step_failed "$*"; exit 1; }
 : "${CONTEXT_DIR:?build: CONTEXT_DIR is not set}"
 : "${CONTAINERFILE:?build: CONTAINERFILE is not set}"
 : "${REPOSITORY:?build: REPOSITORY is not set}"
+if [[ -z "${SOURCE_DATE_EPOCH:-}" && -n "${SOURCE_DATE_EPOCH_FILE:-}" ]]; then
+  SOURCE_DATE_EPOCH="$(cat -- "$SOURCE_DATE_EPOCH_FILE" 2>/dev/null)" || SOURCE_DATE_EPOCH=""
+fi
 : "${SOURCE_DATE_EPOCH:?build: SOURCE_DATE_EPOCH is not set}"
 : "${OCI_DIR:?build: OCI_DIR is not set}"
 : "${RESULT_IMAGE_DIGEST:?build: RESULT_IMAGE_DIGEST is not set}"

@@ -10,6 +10,8 @@
 #   RESULT_COMMIT   file receiving the full commit SHA (Tekton task result)
 #   RESULT_SOURCE_DATE_EPOCH  file receiving the commit's committer time, in
 #                   seconds since the epoch (the builds' --timestamp)
+#   RUN_DIR         optional: the run's directory on the shared volume, where
+#                   the platforms that clone for themselves agree on the commit
 #   RESULT_ERROR    file receiving why the step failed (see lib.sh)
 #   TRUSTED_CA_BUNDLE  optional: the cluster's CA bundle (PEM), trusted with
 #                   the image's own CAs; HTTP(S)_PROXY/NO_PROXY are git's
@@ -131,6 +133,32 @@ else
   done
   [[ -n "$resolved" ]] || fail "revision $GIT_REVISION not found in $GIT_URL"
   logged git checkout -q --detach "$resolved"
+fi
+
+# RUN_DIR (a Containerfile build, whose build tasks clone for themselves):
+# every platform builds the commit the run's first clone checked out, so a
+# branch that moves between two clones cannot give a list of two commits.
+# The first to link its commit to RUN_DIR/commit sets it (link(2) is atomic
+# and fails on an existing name, on NFS too); the others check it out.
+if [[ -n "${RUN_DIR:-}" ]]; then
+  mine="$(git rev-parse HEAD)"
+  aside="$RUN_DIR/.commit.$HOSTNAME.$$"
+  printf '%s\n' "$mine" > "$aside"
+  if ln -- "$aside" "$RUN_DIR/commit" 2>/dev/null; then
+    echo "clone: $mine is the commit every platform of this run builds"
+  else
+    agreed="$(cat -- "$RUN_DIR/commit")"
+    [[ "$agreed" =~ ^[0-9a-f]{40,64}$ ]] || fail "the run's commit file $RUN_DIR/commit holds '$agreed', not a commit"
+    if [[ "$agreed" != "$mine" ]]; then
+      echo "clone: $GIT_REVISION is at $mine now, but this run's other platforms build $agreed: checking that out"
+      if ! git cat-file -e "$agreed^{commit}" 2>/dev/null; then
+        logged git fetch -q --depth=1 -- origin "$agreed" ||
+          fail "$GIT_REVISION moved while this run cloned it (from $agreed to $mine) and $GIT_URL does not serve $agreed by its ID: build again, or set spec.source.git.revision to a commit"
+      fi
+      logged git checkout -q --detach "$agreed"
+    fi
+  fi
+  rm -f -- "$aside"
 fi
 
 if [[ -f .gitmodules ]]; then

@@ -1,0 +1,229 @@
+package pipeline
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// stepRun runs a step script with env (and PATH, HOME) and returns its
+// output and error.
+func stepRun(t *testing.T, script string, env []string, args ...string) (string, error) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "step.sh")
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(path, args...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// A Containerfile build clones in every build task. The branch may move
+// between two of those clones: every platform must still build the commit
+// the run's first clone checked out, or fail saying so, never push a list
+// of two commits.
+func TestClonesOfOneRunBuildOneCommit(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git not on PATH")
+	}
+	git := startGitServer(t, "builder", "s3cret")
+	first := git.repoAt(t, "public/moving.git", map[string]string{"Containerfile": "FROM scratch\n"}, "@1700000000 +0000")
+	// The branch moves on: a second commit on main.
+	work := t.TempDir()
+	gitRun := func(args ...string) string {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = work
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=test", "GIT_AUTHOR_EMAIL=test@example.com",
+			"GIT_COMMITTER_NAME=test", "GIT_COMMITTER_EMAIL=test@example.com", "GIT_CONFIG_GLOBAL=/dev/null",
+			"GIT_AUTHOR_DATE=@1700000500 +0000", "GIT_COMMITTER_DATE=@1700000500 +0000")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	gitRun("clone", "-q", filepath.Join(git.root, "public/moving.git"), ".")
+	if err := os.WriteFile(filepath.Join(work, "Containerfile"), []byte("FROM scratch\nLABEL moved=1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gitRun("commit", "-q", "-am", "moved")
+	gitRun("push", "-q", "origin", "main")
+	second := gitRun("rev-parse", "HEAD")
+
+	clone := func(t *testing.T, runDir string) (dir, out string, err error) {
+		dir = t.TempDir()
+		out, err = stepRun(t, scriptClone, []string{
+			"GIT_URL=" + git.url("public/moving.git"), "GIT_REVISION=main", "SOURCE_DIR=" + filepath.Join(dir, "src"),
+			"RESULT_COMMIT=" + filepath.Join(dir, "commit"), "RESULT_SOURCE_DATE_EPOCH=" + filepath.Join(dir, "epoch"),
+			"RUN_DIR=" + runDir,
+		})
+		t.Logf("clone:\n%s", indent(out))
+		return dir, out, err
+	}
+
+	t.Run("the first clone sets the run's commit", func(t *testing.T) {
+		runDir := t.TempDir()
+		dir, _, err := clone(t, runDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := readFile(t, filepath.Join(dir, "commit")); got != second {
+			t.Errorf("COMMIT %s, want main's %s", got, second)
+		}
+		if got := strings.TrimSpace(readFile(t, filepath.Join(runDir, "commit"))); got != second {
+			t.Errorf("the run's commit %q, want %s", got, second)
+		}
+		left, _ := filepath.Glob(filepath.Join(runDir, ".commit.*"))
+		if len(left) != 0 {
+			t.Errorf("left behind %v", left)
+		}
+	})
+
+	t.Run("a later clone checks out the run's commit, not where the branch is now", func(t *testing.T) {
+		runDir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(runDir, "commit"), []byte(first+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		dir, out, err := clone(t, runDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := readFile(t, filepath.Join(dir, "commit")); got != first {
+			t.Errorf("COMMIT %s, want the run's %s (main is at %s)", got, first, second)
+		}
+		if got := readFile(t, filepath.Join(dir, "epoch")); got != "1700000000" {
+			t.Errorf("SOURCE_DATE_EPOCH %s, want the run's commit's 1700000000", got)
+		}
+		if got := readFile(t, filepath.Join(dir, "src", "Containerfile")); got != "FROM scratch\n" {
+			t.Errorf("checked out Containerfile %q, want the first commit's", got)
+		}
+		if !strings.Contains(out, "this run's other platforms build "+first) {
+			t.Errorf("the log does not say why it checks out %s", first)
+		}
+	})
+
+	t.Run("a run's commit the server does not serve fails the clone, naming the fix", func(t *testing.T) {
+		runDir := t.TempDir()
+		gone := strings.Repeat("0", 39) + "1"
+		if err := os.WriteFile(filepath.Join(runDir, "commit"), []byte(gone+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, out, err := clone(t, runDir)
+		if err == nil {
+			t.Fatal("the clone succeeded")
+		}
+		want := "main moved while this run cloned it (from " + gone + " to " + second + ")"
+		if !strings.Contains(out, want) || !strings.Contains(out, "set spec.source.git.revision to a commit") {
+			t.Errorf("output lacks %q and the fix", want)
+		}
+	})
+}
+
+// The index step at the end of every build task: the list is pushed by the
+// task that finds every platform's image, once; the others only publish
+// their digest and leave with empty results. None of these cases reaches a
+// registry (TestScriptsBuildAndPushRealMultiArchImages pushes for real).
+func TestIndexStepLeavesTheListToTheLastPlatform(t *testing.T) {
+	const (
+		amd = "sha256:" + "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1"
+		arm = "sha256:" + "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2"
+		c1  = "1111111111111111111111111111111111111111"
+		c2  = "2222222222222222222222222222222222222222"
+	)
+	index := func(t *testing.T, indexDir, commit string) (dir, out string, err error) {
+		dir = t.TempDir()
+		own := filepath.Join(dir, "own-digest")
+		if err := os.WriteFile(own, []byte(amd), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		env := []string{"IMAGE=registry.invalid/a:v1", "REPOSITORY=registry.invalid/a", "PLATFORM=linux/amd64",
+			"INDEX_DIR=" + indexDir, "OWN_DIGEST_FILE=" + own,
+			"RESULT_IMAGE_DIGEST=" + filepath.Join(dir, "digest"), "RESULT_IMAGE_URL=" + filepath.Join(dir, "url"),
+			"RESULT_ERROR=" + filepath.Join(dir, "error")}
+		if commit != "" {
+			if err := os.WriteFile(filepath.Join(dir, "own-commit"), []byte(commit), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			env = append(env, "OWN_COMMIT_FILE="+filepath.Join(dir, "own-commit"))
+		}
+		out, err = stepRun(t, scriptPush, env, "linux/amd64", "linux/arm64")
+		t.Logf("index:\n%s", indent(out))
+		return dir, out, err
+	}
+	emptyResults := func(t *testing.T, dir string) {
+		t.Helper()
+		for _, r := range []string{"digest", "url"} {
+			if got, err := os.ReadFile(filepath.Join(dir, r)); err != nil || len(got) != 0 {
+				t.Errorf("result %s = %q (%v), want written and empty (Tekton's pipeline result concatenates them)", r, got, err)
+			}
+		}
+	}
+
+	t.Run("first to finish: publishes its digest, leaves the list to the other", func(t *testing.T) {
+		indexDir := filepath.Join(t.TempDir(), "index")
+		dir, out, err := index(t, indexDir, c1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		emptyResults(t, dir)
+		if got := readFile(t, filepath.Join(indexDir, "amd64")); got != amd+" "+c1+"\n" {
+			t.Errorf("published %q", got)
+		}
+		if !strings.Contains(out, "linux/arm64 is not pushed yet") {
+			t.Error("the log does not say who pushes the list")
+		}
+		if _, err := os.Stat(filepath.Join(indexDir, ".assembling")); err == nil {
+			t.Error("took the lock without pushing")
+		}
+	})
+
+	t.Run("both finish together: the one that loses the lock leaves", func(t *testing.T) {
+		indexDir := filepath.Join(t.TempDir(), "index")
+		mustMkdir(t, filepath.Join(indexDir, ".assembling"))
+		if err := os.WriteFile(filepath.Join(indexDir, "arm64"), []byte(arm+" "+c1+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		dir, out, err := index(t, indexDir, c1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		emptyResults(t, dir)
+		if !strings.Contains(out, "another platform's task is pushing the manifest list") {
+			t.Error("the log does not say who pushes the list")
+		}
+	})
+
+	t.Run("two commits: no list, an error naming both", func(t *testing.T) {
+		indexDir := filepath.Join(t.TempDir(), "index")
+		mustMkdir(t, indexDir)
+		if err := os.WriteFile(filepath.Join(indexDir, "arm64"), []byte(arm+" "+c2+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		dir, _, err := index(t, indexDir, c1)
+		if err == nil {
+			t.Fatal("the step succeeded")
+		}
+		msg := readFile(t, filepath.Join(dir, "error"))
+		for _, want := range []string{"linux/arm64 was built from commit " + c2, "linux/amd64 from " + c1, "not pushing a list of two commits"} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("ERROR %q lacks %q", msg, want)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(indexDir, ".assembling")); err == nil {
+			t.Error("took the lock")
+		}
+	})
+}
