@@ -81,6 +81,17 @@ const (
 	CapacityUnmanaged CapacityPolicy = "Unmanaged"
 )
 
+// The CEL rules (XValidation markers) below are one rule per field: the API
+// server pays a fixed price for every rule it evaluates, whatever the rule
+// (a cost tracker, an activation, garbage), on every create and every update
+// of a MultiArchBuild, status updates included. A field with several
+// conditions has one rule, their conjunction, whose messageExpression
+// (evaluated only on rejection) gives the message of each condition that
+// fails; message is the fallback should that expression fail. Keep
+// messageExpressions to plain concatenation: the API server estimates list
+// macros such as filter and join as too costly and refuses the CRD.
+// hack/bench/celcost measures what the rules cost.
+
 // MultiArchBuildSpec is what the user asks for: a source, how to build it,
 // the platforms and where to push the manifest list.
 type MultiArchBuildSpec struct {
@@ -161,9 +172,7 @@ type SourceSpec struct {
 	// if it resolves, through symlinks in the repository, outside the clone.
 	// +kubebuilder:default="."
 	// +kubebuilder:validation:MaxLength=1024
-	// +kubebuilder:validation:XValidation:rule="!self.startsWith('/')",message="spec.source.contextDir must be relative to the repository root, not absolute"
-	// +kubebuilder:validation:XValidation:rule="self != '..' && !self.startsWith('../') && !self.endsWith('/..') && !self.contains('/../')",message="spec.source.contextDir must stay inside the repository: '..' is not allowed"
-	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9._@+/-]*$')",message="spec.source.contextDir may contain only letters, digits and . _ @ + - /"
+	// +kubebuilder:validation:XValidation:rule="(!self.startsWith('/')) && (self != '..' && !self.startsWith('../') && !self.endsWith('/..') && !self.contains('/../')) && (self.matches('^[A-Za-z0-9._@+/-]*$'))",messageExpression="((!self.startsWith('/')) ? '' : 'spec.source.contextDir must be relative to the repository root, not absolute. ') + ((self != '..' && !self.startsWith('../') && !self.endsWith('/..') && !self.contains('/../')) ? '' : \"spec.source.contextDir must stay inside the repository: '..' is not allowed. \") + ((self.matches('^[A-Za-z0-9._@+/-]*$')) ? '' : 'spec.source.contextDir may contain only letters, digits and . _ @ + - /. ')",message="spec.source.contextDir must be a relative path inside the repository of letters, digits and . _ @ + - /, without '..'"
 	// +optional
 	ContextDir string `json:"contextDir,omitempty"`
 }
@@ -176,10 +185,7 @@ type GitSource struct {
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=2048
-	// +kubebuilder:validation:XValidation:rule="self.matches('^(https?|ssh|git)://[^[:space:]/@]+(@[^[:space:]/@]+)?(/[^[:space:]]*)?$') || self.matches('^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^[:space:]]+$')",message="spec.source.git.url must be an https://, http://, ssh:// or git:// URL, or scp-like user@host:path, without spaces"
-	// +kubebuilder:validation:XValidation:rule="self.matches('^[][A-Za-z0-9._~:/?#@!&()*+,=%-]+$')",message="spec.source.git.url may contain only URL characters (letters, digits and - . _ ~ : / ? # [ ] @ ! & ( ) * + , = %); spaces, quotes and shell characters such as $ ; | < > are not allowed"
-	// +kubebuilder:validation:XValidation:rule="!self.startsWith('-') && !self.matches('^[A-Za-z0-9+.-]*://([^/]*[@:[])?-') && !self.matches('^[^/:]*@([^/:]*:)?-')",message="spec.source.git.url must not start with '-', and neither may its user, host or port, nor the path of a user@host:path URL: git and ssh would take it as a command-line option; give the repository as https://host/org/repo.git, ssh://git@host/org/repo.git or git@host:org/repo.git"
-	// +kubebuilder:validation:XValidation:rule="!self.matches('^(https?|git)://[^/@]*@') && !self.matches('^ssh://[^/@]*:[^/@]*@') && !self.matches('^[^/@:]*:[^/@]*@')",message="spec.source.git.url must not embed credentials (https://user:password@host/..., https://token@host/... or a password in an ssh URL): remove them from the URL, store them in a kubernetes.io/basic-auth or kubernetes.io/ssh-auth Secret and name it in spec.source.git.secretRef"
+	// +kubebuilder:validation:XValidation:rule="(self.matches('^(https?|ssh|git)://[^[:space:]/@]+(@[^[:space:]/@]+)?(/[^[:space:]]*)?$') || self.matches('^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^[:space:]]+$')) && (self.matches('^[][A-Za-z0-9._~:/?#@!&()*+,=%-]+$')) && (!self.startsWith('-') && !self.matches('^[A-Za-z0-9+.-]*://([^/]*[@:[])?-') && !self.matches('^[^/:]*@([^/:]*:)?-')) && (!self.matches('^(https?|git)://[^/@]*@') && !self.matches('^ssh://[^/@]*:[^/@]*@') && !self.matches('^[^/@:]*:[^/@]*@'))",messageExpression="((self.matches('^(https?|ssh|git)://[^[:space:]/@]+(@[^[:space:]/@]+)?(/[^[:space:]]*)?$') || self.matches('^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^[:space:]]+$')) ? '' : 'spec.source.git.url must be an https://, http://, ssh:// or git:// URL, or scp-like user@host:path, without spaces. ') + ((self.matches('^[][A-Za-z0-9._~:/?#@!&()*+,=%-]+$')) ? '' : 'spec.source.git.url may contain only URL characters (letters, digits and - . _ ~ : / ? # [ ] @ ! & ( ) * + , = %); spaces, quotes and shell characters such as $ ; | < > are not allowed. ') + ((!self.startsWith('-') && !self.matches('^[A-Za-z0-9+.-]*://([^/]*[@:[])?-') && !self.matches('^[^/:]*@([^/:]*:)?-')) ? '' : \"spec.source.git.url must not start with '-', and neither may its user, host or port, nor the path of a user@host:path URL: git and ssh would take it as a command-line option; give the repository as https://host/org/repo.git, ssh://git@host/org/repo.git or git@host:org/repo.git. \") + ((!self.matches('^(https?|git)://[^/@]*@') && !self.matches('^ssh://[^/@]*:[^/@]*@') && !self.matches('^[^/@:]*:[^/@]*@')) ? '' : 'spec.source.git.url must not embed credentials (https://user:password@host/..., https://token@host/... or a password in an ssh URL): remove them from the URL, store them in a kubernetes.io/basic-auth or kubernetes.io/ssh-auth Secret and name it in spec.source.git.secretRef. ')",message="spec.source.git.url must be an https://, http://, ssh:// or git:// URL, or scp-like user@host:path, of URL characters only, without credentials, and none of its parts may start with '-'"
 	URL string `json:"url"`
 
 	// revision is the branch, tag or commit SHA to build.
@@ -212,9 +218,7 @@ type StrategySpec struct {
 	// +kubebuilder:default=Containerfile
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=1024
-	// +kubebuilder:validation:XValidation:rule="!self.startsWith('/')",message="spec.strategy.containerfile must be relative to contextDir, not absolute"
-	// +kubebuilder:validation:XValidation:rule="self != '..' && !self.startsWith('../') && !self.endsWith('/..') && !self.contains('/../')",message="spec.strategy.containerfile must stay inside contextDir: '..' is not allowed"
-	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9._@+/-]+$')",message="spec.strategy.containerfile may contain only letters, digits and . _ @ + - /"
+	// +kubebuilder:validation:XValidation:rule="(!self.startsWith('/')) && (self != '..' && !self.startsWith('../') && !self.endsWith('/..') && !self.contains('/../')) && (self.matches('^[A-Za-z0-9._@+/-]+$'))",messageExpression="((!self.startsWith('/')) ? '' : 'spec.strategy.containerfile must be relative to contextDir, not absolute. ') + ((self != '..' && !self.startsWith('../') && !self.endsWith('/..') && !self.contains('/../')) ? '' : \"spec.strategy.containerfile must stay inside contextDir: '..' is not allowed. \") + ((self.matches('^[A-Za-z0-9._@+/-]+$')) ? '' : 'spec.strategy.containerfile may contain only letters, digits and . _ @ + - /. ')",message="spec.strategy.containerfile must be a relative path inside contextDir of letters, digits and . _ @ + - /, without '..'"
 	// +optional
 	Containerfile string `json:"containerfile,omitempty"`
 
@@ -298,8 +302,7 @@ type OutputSpec struct {
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=512
-	// +kubebuilder:validation:XValidation:rule="!self.contains('@')",message="spec.output.image must not carry a digest (@sha256:...): give registry/repository[:tag]; the pushed digest is reported in status.digest"
-	// +kubebuilder:validation:XValidation:rule="self.contains('@') || self.matches('^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+(([._]|__|[-]+)[a-z0-9]+)*)+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$')",message="spec.output.image must be a lowercase image reference registry/repository[:tag], for example quay.io/team/app:1.0"
+	// +kubebuilder:validation:XValidation:rule="!self.contains('@') && self.matches('^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+(([._]|__|[-]+)[a-z0-9]+)*)+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$')",messageExpression="self.contains('@') ? 'spec.output.image must not carry a digest (@sha256:...): give registry/repository[:tag]; the pushed digest is reported in status.digest' : 'spec.output.image must be a lowercase image reference registry/repository[:tag], for example quay.io/team/app:1.0'",message="spec.output.image must be a lowercase image reference registry/repository[:tag] without a digest, for example quay.io/team/app:1.0"
 	Image string `json:"image"`
 
 	// pushSecretRef names a kubernetes.io/dockerconfigjson or kubernetes.io/dockercfg
@@ -375,8 +378,7 @@ type CapacitySpec struct {
 	// instanceTypes overrides the operator's default instance type per
 	// architecture (keys amd64, arm64, ppc64le, s390x), for example {arm64: m6g.2xlarge}.
 	// +kubebuilder:validation:MaxProperties=4
-	// +kubebuilder:validation:XValidation:rule="self.all(k, k in ['amd64', 'arm64', 'ppc64le', 's390x'])",message="spec.capacity.instanceTypes keys must be architectures: amd64, arm64, ppc64le or s390x"
-	// +kubebuilder:validation:XValidation:rule="self.all(k, self[k].matches('^[a-z0-9-]+[.][a-z0-9-]+$'))",message="spec.capacity.instanceTypes values must be instance types such as m6g.2xlarge"
+	// +kubebuilder:validation:XValidation:rule="(self.all(k, k in ['amd64', 'arm64', 'ppc64le', 's390x'])) && (self.all(k, self[k].matches('^[a-z0-9-]+[.][a-z0-9-]+$')))",messageExpression="((self.all(k, k in ['amd64', 'arm64', 'ppc64le', 's390x'])) ? '' : 'spec.capacity.instanceTypes keys must be architectures: amd64, arm64, ppc64le or s390x. ') + ((self.all(k, self[k].matches('^[a-z0-9-]+[.][a-z0-9-]+$'))) ? '' : 'spec.capacity.instanceTypes values must be instance types such as m6g.2xlarge. ')",message="spec.capacity.instanceTypes keys must be architectures (amd64, arm64, ppc64le or s390x) and values instance types such as m6g.2xlarge"
 	// +optional
 	InstanceTypes map[string]string `json:"instanceTypes,omitempty"`
 }

@@ -64,7 +64,7 @@ var (
 	taskResult = regexp.MustCompile(`^\$\(tasks\.([a-z0-9-]+)\.results\.([A-Za-z0-9_]+)\)$`)
 	// taskResults2 finds every task result reference in a string.
 	taskResults2 = regexp.MustCompile(`\$\(tasks\.([a-z0-9-]+)\.results\.([A-Za-z0-9_]+)\)`)
-	anyRef     = regexp.MustCompile(`\$\((params|results|tasks|context|workspaces|steps)\.`)
+	anyRef       = regexp.MustCompile(`\$\((params|results|tasks|context|workspaces|steps)\.`)
 )
 
 // run executes pr and returns the PipelineRun results.
