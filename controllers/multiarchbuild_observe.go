@@ -35,8 +35,11 @@ func (r *MultiArchBuildReconciler) observeRun(ctx context.Context, s *buildScope
 			return fmt.Errorf("list TaskRuns of %s: %w", klog.KObj(run), err)
 		}
 		s.taskRuns = list.Items
-		s.outcome.FailedTask, s.outcome.FailedTaskName = failedTaskOf(s.taskRuns)
+		s.outcome.FailedTask, s.outcome.FailedTaskName, s.outcome.FailedOnItsOwn = failedTaskOf(s.taskRuns)
 		s.outcome.Pushed = pushedTaskRun(s.taskRuns)
+		if err := r.failFast(ctx, s, run); err != nil {
+			return err
+		}
 		gen := s.build.Generation
 		if g, err := strconv.ParseInt(run.Labels[pipeline.LabelGeneration], 10, 64); err == nil {
 			gen = g // a run kept current by a refused retry may be of an older generation
@@ -71,6 +74,27 @@ func (r *MultiArchBuildReconciler) observeRun(ctx context.Context, s *buildScope
 			st.Revision = c
 		}
 	}
+	return nil
+}
+
+// failFast cancels a run one of whose tasks failed while others still run
+// (its cleanup still runs): the manifest list needs every platform, so the
+// platforms building side by side would only keep their nodes busy, and
+// Tekton itself lets running tasks finish. A preflight failure in the first
+// platform's task thus stops the others' builds at once, even those whose
+// pods still wait for a node. Once: a cancelled run is not patched again.
+func (r *MultiArchBuildReconciler) failFast(ctx context.Context, s *buildScope, run *tektonv1.PipelineRun) error {
+	o := s.outcome
+	if !o.FailedOnItsOwn || o.FailedTaskName == pipeline.TaskCleanup || o.Pushed != nil || runFinished(run) || run.Spec.Status != "" {
+		return nil
+	}
+	base := run.DeepCopy()
+	run.Spec.Status = tektonv1.PipelineRunSpecStatusCancelledRunFinally
+	if err := r.Client.Patch(ctx, run, client.MergeFrom(base)); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("cancel PipelineRun %s after %s: %w", klog.KObj(run), o.FailedTask, err)
+	}
+	r.Recorder.Eventf(s.build, run, corev1.EventTypeWarning, "RunCancelled", "Cancel",
+		"cancelled PipelineRun %s: %s, and the manifest list needs every platform", run.Name, o.FailedTask)
 	return nil
 }
 

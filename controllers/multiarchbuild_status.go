@@ -134,6 +134,10 @@ type runOutcome struct {
 	FailedTask string
 	// FailedTaskName is that pipeline task's name.
 	FailedTaskName string
+	// FailedOnItsOwn: FailedTask failed, it was not cancelled. A run the
+	// operator cancelled for it (failFast) is reported Failed, not
+	// Cancelled.
+	FailedOnItsOwn bool
 }
 
 // succeededCondition is Succeeded: the latest run, in Tekton's words.
@@ -170,6 +174,11 @@ func succeededCondition(o runOutcome) metav1.Condition {
 			c.Status, c.Reason, c.Message = metav1.ConditionTrue, v1alpha1.ReasonRunSucceeded, fmt.Sprintf("PipelineRun %s succeeded", o.Run.Name)
 		case tc.Status == corev1.ConditionFalse:
 			c.Status, c.Reason = metav1.ConditionFalse, failureReason(tc.Reason)
+			if c.Reason == v1alpha1.ReasonRunCancelled && o.FailedOnItsOwn && o.FailedTaskName != pipeline.TaskCleanup {
+				// Cancelled because a task failed (failFast): the failure
+				// is the news.
+				c.Reason = v1alpha1.ReasonRunFailed
+			}
 			if o.FailedTaskName == pipeline.TaskCheckReused && c.Reason == v1alpha1.ReasonRunFailed {
 				c.Reason = v1alpha1.ReasonReusedImageMissing
 			}
@@ -200,13 +209,17 @@ func failureReason(tekton string) string {
 
 // failedTask names the first failed TaskRun of a run, by pipeline task name.
 func failedTask(taskRuns []tektonv1.TaskRun) string {
-	s, _ := failedTaskOf(taskRuns)
+	s, _, _ := failedTaskOf(taskRuns)
 	return s
 }
 
-// failedTaskOf is failedTask and the failed pipeline task's name.
-func failedTaskOf(taskRuns []tektonv1.TaskRun) (string, string) {
-	var failed []string
+// failedTaskOf is failedTask, the failed pipeline task's name, and whether
+// it failed on its own (not cancelled by Tekton or the operator).
+func failedTaskOf(taskRuns []tektonv1.TaskRun) (string, string, bool) {
+	// A TaskRun Tekton cancelled because another failed is not the cause:
+	// the platforms run side by side, and when one fails the others are
+	// cancelled.
+	var failed, cancelled []string
 	msgs := map[string]string{}
 	for _, tr := range taskRuns {
 		c := tr.Status.GetCondition(apis.ConditionSucceeded)
@@ -214,17 +227,25 @@ func failedTaskOf(taskRuns []tektonv1.TaskRun) (string, string) {
 			continue
 		}
 		name := orDefault(tr.Labels["tekton.dev/pipelineTask"], tr.Name)
-		failed = append(failed, name)
+		if c.Reason == tektonv1.TaskRunReasonCancelled.String() {
+			cancelled = append(cancelled, name)
+		} else {
+			failed = append(failed, name)
+		}
 		msgs[name] = failureMessage(tr, c)
 	}
+	cause := len(failed) > 0
+	if !cause {
+		failed = cancelled
+	}
 	if len(failed) == 0 {
-		return "", ""
+		return "", "", false
 	}
 	sort.Strings(failed)
 	if m := msgs[failed[0]]; m != "" {
-		return fmt.Sprintf("task %s failed: %s", failed[0], m), failed[0]
+		return fmt.Sprintf("task %s failed: %s", failed[0], m), failed[0], cause
 	}
-	return fmt.Sprintf("task %s failed", failed[0]), failed[0]
+	return fmt.Sprintf("task %s failed", failed[0]), failed[0], cause
 }
 
 // platformStatuses reports each requested platform from the run's TaskRuns

@@ -345,6 +345,18 @@ func TestFailedTaskPicksTheFailedTaskRun(t *testing.T) {
 	if got := failedTask(trs[:1]); got != "" {
 		t.Errorf("failedTask with none failed = %q", got)
 	}
+	// build-arm64's preflight failed; Tekton cancelled build-amd64, which
+	// sorts first: the cause is named, not the cancellation.
+	trs = []tektonv1.TaskRun{
+		taskRun("build-amd64", "amd64", corev1.ConditionFalse, tektonv1.TaskRunReasonCancelled.String(), ""),
+		taskRun("build-arm64", "arm64", corev1.ConditionFalse, "Failed", ""),
+	}
+	if got := failedTask(trs); got != "task build-arm64 failed: Failed msg" {
+		t.Errorf("failedTask = %q, want the failure, not the cancellation", got)
+	}
+	if got := failedTask(trs[:1]); got != "task build-amd64 failed: "+tektonv1.TaskRunReasonCancelled.String()+" msg" {
+		t.Errorf("failedTask with only a cancellation = %q", got)
+	}
 }
 
 func TestRepositoryStripsTheTag(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -226,4 +227,43 @@ func TestIndexStepLeavesTheListToTheLastPlatform(t *testing.T) {
 			t.Error("took the lock")
 		}
 	})
+}
+
+// Every build task of a Containerfile build runs prepare, at the same time,
+// as root with CHOWN but no DAC_OVERRIDE (as the pod gets it): the second
+// one finds the run's directory already handed to the tool steps' user and
+// must still succeed (on the e2e cluster it failed touching .started).
+func TestPrepareTwiceForOneRun(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("prepare hands directories over with chown: needs root")
+	}
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("setpriv not on PATH")
+	}
+	shared := t.TempDir()
+	script := filepath.Join(t.TempDir(), "prepare.sh")
+	if err := os.WriteFile(script, []byte(scriptPrepare), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 2; i++ {
+		// The capabilities prepareContext leaves: CHOWN only.
+		cmd := exec.Command(setpriv, "--inh-caps=-all,+chown", "--ambient-caps=-all,+chown", "--bounding-set=-all,+chown", "--", script)
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "RUNS_DIR=" + filepath.Join(shared, "runs"),
+			"CACHE_DIR=" + filepath.Join(shared, "cache"), "RUN_NAME=app-1-abcde", "TOOL_UID=65532"}
+		mustMkdir(t, filepath.Join(shared, "runs"))
+		mustMkdir(t, filepath.Join(shared, "cache"))
+		out, err := cmd.CombinedOutput()
+		t.Logf("prepare %d:\n%s", i, indent(string(out)))
+		if err != nil {
+			t.Fatalf("prepare %d: %v", i, err)
+		}
+	}
+	fi, err := os.Stat(filepath.Join(shared, "runs", "app-1-abcde", ".started"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || st.Uid != 65532 {
+		t.Errorf(".started is %+v, want it handed to 65532", fi.Sys())
+	}
 }

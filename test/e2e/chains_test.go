@@ -89,8 +89,9 @@ func TestChainsSignsTheIndex(t *testing.T) {
 	run := res.build.Status.LatestRun.Name
 	waitChainsSigned(t, ns, run)
 
-	// The index: its signature (push TaskRun, IMAGE_URL/IMAGE_DIGEST) and
-	// its provenance (push TaskRun and the PipelineRun).
+	// The index: its signature (the build TaskRun that pushed it, its
+	// INDEX_IMAGE_URL/INDEX_IMAGE_DIGEST pair) and its provenance (that
+	// TaskRun and the PipelineRun).
 	t.Logf("cosign %s, key %s; index %s:", ce.cosign, ce.pubKey, index)
 	verifySignature(t, ce, index)
 	prov := verifyProvenance(t, ce, index)
@@ -112,7 +113,7 @@ func TestChainsSignsTheIndex(t *testing.T) {
 		}
 	}
 	if provenanceOf(prov, taskRunType) == nil {
-		t.Errorf("%s: no TaskRun (push) provenance among %d attestations (build types %v)", index, len(prov), buildTypes(prov))
+		t.Errorf("%s: no TaskRun (the build task that pushed the index) provenance among %d attestations (build types %v)", index, len(prov), buildTypes(prov))
 	}
 
 	// Each architecture's image: signed by its build-<arch> TaskRun, and
