@@ -81,15 +81,20 @@ func TestScriptsBuildAndPushRealMultiArchImages(t *testing.T) {
 				Output:    v1alpha1.OutputSpec{Image: reg.Host + "/test/app:v1", PushSecretRef: &corev1.LocalObjectReference{Name: "registry-dockercfg"}},
 			},
 		}
-		pr, err := Generate(Input{Build: b, Settings: testSettings(), WorkspaceClaim: "ws"})
+		// As the operator runs it: a run referring to the shared Pipeline,
+		// the Secrets' names and the run's own name given at run time.
+		pl, pr, err := GenerateReferenced(Input{Build: b, Settings: testSettings(), WorkspaceClaim: "ws"})
 		if err != nil {
 			t.Fatal(err)
 		}
+		if pl == nil || pr.Spec.PipelineSpec != nil {
+			t.Fatalf("not a referenced run: Pipeline %v", pl)
+		}
 		r := newRunner(t, t.TempDir())
 		start := time.Now()
-		results := r.run(pr)
+		results := r.run(resolved(pr, pl))
 		wall := time.Since(start)
-		t.Logf("two-arch Containerfile build (clone, build-amd64, build-arm64, push, cleanup) took %s; per task: %v", wall.Round(time.Millisecond), roundDurations(r.taskDurations))
+		t.Logf("two-arch Containerfile build (build-amd64, build-arm64, cleanup) took %s; per task: %v", wall.Round(time.Millisecond), roundDurations(r.taskDurations))
 
 		if results[ResultCommit] != commit {
 			t.Errorf("COMMIT = %q, want %q", results[ResultCommit], commit)

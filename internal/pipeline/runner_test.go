@@ -48,6 +48,18 @@ type localRunner struct {
 	// failure says what failed.
 	allowFailure bool
 	failure      *runFailure
+	runName      string // $(context.pipelineRun.name)
+}
+
+// resolved is pr as Tekton runs it when it refers to pl: pl's spec, pr's
+// params (what Tekton's pipelineRef resolution does).
+func resolved(pr *tektonv1.PipelineRun, pl *tektonv1.Pipeline) *tektonv1.PipelineRun {
+	out := pr.DeepCopy()
+	if pl != nil {
+		out.Spec.PipelineRef = nil
+		out.Spec.PipelineSpec = pl.Spec.DeepCopy()
+	}
+	return out
 }
 
 // runFailure is the first step that failed, with its task's results as
@@ -74,6 +86,10 @@ func (r *localRunner) run(pr *tektonv1.PipelineRun) map[string]string {
 	r.taskDurations = map[string]time.Duration{}
 	r.stepDurations = map[string]time.Duration{}
 	r.failure = nil
+	r.runName = pr.Name
+	if pr.Spec.PipelineSpec == nil {
+		t.Fatalf("run %s has no pipeline spec: resolve its pipelineRef first (resolved)", pr.Name)
+	}
 	runParams := map[string]tektonv1.ParamValue{}
 	for _, p := range pr.Spec.Params {
 		runParams[p.Name] = p.Value
@@ -153,7 +169,8 @@ func (r *localRunner) runTask(pt tektonv1.PipelineTask, runParams map[string]tek
 				strs[p.Name] = v
 				continue
 			}
-			strs[p.Name] = substituteParams(t, p.Value.StringVal, runParamStrings(runParams))
+			v := strings.ReplaceAll(p.Value.StringVal, "$(context.pipelineRun.name)", r.runName)
+			strs[p.Name] = substituteParams(t, v, runParamStrings(runParams))
 		}
 	}
 	ts := pt.TaskSpec.TaskSpec
@@ -180,9 +197,10 @@ func (r *localRunner) runTask(pt tektonv1.PipelineTask, runParams map[string]tek
 			volumeHost[v.Name] = filepath.Join(taskDir, "emptydir-"+v.Name)
 			mustMkdir(t, volumeHost[v.Name])
 		case v.Secret != nil:
-			data, ok := r.secrets[v.Secret.SecretName]
+			secret := substituteParams(t, v.Secret.SecretName, strs)
+			data, ok := r.secrets[secret]
 			if !ok {
-				t.Fatalf("task %s mounts Secret %s, which the test does not provide", pt.Name, v.Secret.SecretName)
+				t.Fatalf("task %s mounts Secret %s, which the test does not provide", pt.Name, secret)
 			}
 			dir := filepath.Join(taskDir, "secret-"+v.Name)
 			mustMkdir(t, dir)
@@ -213,8 +231,11 @@ func (r *localRunner) runTask(pt tektonv1.PipelineTask, runParams map[string]tek
 			if !ok {
 				t.Fatalf("task %s step %s mounts unknown volume %s", pt.Name, step.Name, vm.Name)
 			}
-			if vm.SubPath != "" {
-				host = filepath.Join(host, filepath.FromSlash(vm.SubPath))
+			if sub := substituteParams(t, vm.SubPath, strs); sub != "" {
+				if anyRef.MatchString(sub) {
+					t.Fatalf("task %s step %s: unresolved Tekton variable in subPath %q", pt.Name, step.Name, sub)
+				}
+				host = filepath.Join(host, filepath.FromSlash(sub))
 				mustMkdir(t, host) // the kubelet creates missing subPath directories
 			}
 			mounts = append(mounts, mount{vm.MountPath, host})
