@@ -27,8 +27,9 @@ help: ## Display this help.
 ##@ Development
 
 .PHONY: manifests
-manifests: controller-gen ## Generate CRDs and RBAC from the markers.
+manifests: controller-gen ## Generate CRDs and RBAC from the markers (and hack/crdpatch: the rule on metadata.name).
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd:allowDangerousTypes=false paths="./api/..." paths="./controllers/..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	go run ./hack/crdpatch config/crd/bases/build.multiarch.io_multiarchbuilds.yaml
 
 .PHONY: generate
 generate: controller-gen ## Generate DeepCopy methods.

@@ -14,7 +14,8 @@ import (
 )
 
 // releaseBuilder runs when a reconciled MultiArchBuild is gone: once the
-// namespace has no MultiArchBuild left, the builder RoleBinding (the grant
+// namespace has no MultiArchBuild left, its shared Pipelines go
+// (releasePipelines), and the builder RoleBinding (the grant
 // of the builder SCC ClusterRole) goes too, so that a namespace that stopped
 // building does not keep a ServiceAccount allowed to run pods as root with
 // SETFCAP. Only the operator's own binding is deleted (label, role, single
@@ -41,7 +42,15 @@ import (
 func (r *MultiArchBuildReconciler) releaseBuilder(ctx context.Context, namespace string) error {
 	role, name := r.Settings.BuilderClusterRole, r.Settings.ServiceAccountName
 	if role == "" || name == "" {
-		return nil // the operator manages no binding
+		// The operator manages no binding; the shared Pipelines still go.
+		builds := &v1alpha1.MultiArchBuildList{}
+		if err := r.Client.List(ctx, builds, client.InNamespace(namespace)); err != nil {
+			return fmt.Errorf("list MultiArchBuilds of namespace %s: %w", namespace, err)
+		}
+		if len(builds.Items) > 0 {
+			return nil
+		}
+		return r.releasePipelines(ctx, namespace)
 	}
 	key := types.NamespacedName{Namespace: namespace, Name: name}
 	r.accounts.create.Lock()
@@ -55,6 +64,9 @@ func (r *MultiArchBuildReconciler) releaseBuilder(ctx context.Context, namespace
 	if len(builds.Items) > 0 {
 		// Including builds being deleted: their pods may still start.
 		return nil
+	}
+	if err := r.releasePipelines(ctx, namespace); err != nil {
+		return err
 	}
 	rb := &rbacv1.RoleBinding{}
 	if err := r.APIReader.Get(ctx, key, rb); err != nil {

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	tektonv1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -77,14 +78,41 @@ func TestBuilderBindingGoesWithTheLastBuild(t *testing.T) {
 			t.Fatalf("the RoleBinding is not the operator's: %+v", rb)
 		}
 
+		// A shared Pipeline of the operator's (as GenerateReferenced makes
+		// them) and a user's Pipeline carrying only the managed-by label.
+		shared, _, err := pipeline.GenerateReferenced(pipeline.Input{Build: first, Settings: s, WorkspaceClaim: "w"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		users := &tektonv1.Pipeline{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "users-own",
+			Labels: map[string]string{pipeline.LabelManagedBy: pipeline.ManagedBy}}, Spec: shared.Spec}
+		for _, pl := range []*tektonv1.Pipeline{shared, users} {
+			// The builds' runs may have made the shared one already.
+			if err := adminClient.Create(ctx, pl); err != nil && !apierrors.IsAlreadyExists(err) {
+				t.Fatal(err)
+			}
+		}
+		pipelineExists := func(name string) bool {
+			return adminClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &tektonv1.Pipeline{}) == nil
+		}
+
 		deleteBuild(t, first)
 		consistently(t, "the RoleBinding kept while a build is left", 3*time.Second, bindingExists(ns))
+		if !pipelineExists(shared.Name) {
+			t.Errorf("the shared Pipeline went while a build is left")
+		}
 
 		deleteBuild(t, second)
 		eventually(t, "the RoleBinding deleted with the last build", func() (bool, string) {
 			err := adminClient.Get(ctx, bindingKey(ns), &rbacv1.RoleBinding{})
 			return apierrors.IsNotFound(err), fmt.Sprint(err)
 		})
+		eventually(t, "the shared Pipeline deleted with the last build", func() (bool, string) {
+			return !pipelineExists(shared.Name), ""
+		})
+		if !pipelineExists(users.Name) {
+			t.Errorf("a Pipeline the operator did not make (no %s label) was deleted", pipeline.LabelPipeline)
+		}
 		sa := &corev1.ServiceAccount{}
 		if err := adminClient.Get(ctx, bindingKey(ns), sa); err != nil {
 			t.Errorf("the builder ServiceAccount must stay (a pod of the last build may still use it): %v", err)

@@ -42,8 +42,8 @@ func pemCA(t *testing.T, cn string) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }
 
-func stepEnv(run *tektonv1.PipelineRun, task, name string) string {
-	for _, pt := range run.Spec.PipelineSpec.Tasks {
+func stepEnv(c client.Reader, run *tektonv1.PipelineRun, task, name string) string {
+	for _, pt := range pipelineSpecOf(c, run).Tasks {
 		if pt.Name != task {
 			continue
 		}
@@ -131,10 +131,10 @@ func TestClusterConfigIsRenderedIntoTheRunAndBadConfigHoldsIt(t *testing.T) {
 	})
 	b := newB("proxied")
 	run := runOf(b.Name)
-	if got := stepEnv(run, pipeline.BuildTaskName("amd64"), "HTTPS_PROXY"); got != "http://proxy.example:3128" {
+	if got := stepEnv(c, run, pipeline.BuildTaskName("amd64"), "HTTPS_PROXY"); got != "http://proxy.example:3128" {
 		t.Errorf("clone HTTPS_PROXY = %q", got)
 	}
-	if got := stepEnv(run, "build-amd64", "no_proxy"); got != ".svc,10.96.0.0/16" {
+	if got := stepEnv(c, run, "build-amd64", "no_proxy"); got != ".svc,10.96.0.0/16" {
 		t.Errorf("build-amd64 no_proxy = %q", got)
 	}
 	name := run.Annotations[pipeline.AnnotationClusterConfig]
@@ -167,7 +167,7 @@ func TestClusterConfigIsRenderedIntoTheRunAndBadConfigHoldsIt(t *testing.T) {
 	if err := c.Get(ctx, client.ObjectKeyFromObject(run), after); err != nil {
 		t.Fatal(err)
 	}
-	if got := stepEnv(after, pipeline.BuildTaskName("amd64"), "HTTPS_PROXY"); got != "http://proxy.example:3128" || len(runsOf(t, c, ns)) != 1 {
+	if got := stepEnv(c, after, pipeline.BuildTaskName("amd64"), "HTTPS_PROXY"); got != "http://proxy.example:3128" || len(runsOf(t, c, ns)) != 1 {
 		t.Errorf("after the proxy changed: HTTPS_PROXY %q, %d runs", got, len(runsOf(t, c, ns)))
 	}
 
@@ -199,7 +199,7 @@ func TestClusterConfigIsRenderedIntoTheRunAndBadConfigHoldsIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	heldRun := runOf(bad.Name)
-	if got := stepEnv(heldRun, pipeline.BuildTaskName("amd64"), "HTTPS_PROXY"); got != "http://other:3128" {
+	if got := stepEnv(c, heldRun, pipeline.BuildTaskName("amd64"), "HTTPS_PROXY"); got != "http://other:3128" {
 		t.Errorf("the next run's HTTPS_PROXY = %q, want the changed value", got)
 	}
 }
@@ -212,4 +212,17 @@ func assertOwnedBy(t *testing.T, obj metav1.Object, owner *v1alpha1.MultiArchBui
 		}
 	}
 	t.Errorf("%s is not owned by %s", obj.GetName(), owner.Name)
+}
+
+// pipelineSpecOf is the spec a run executes: inline, or that of the shared
+// Pipeline it refers to (read as the admin).
+func pipelineSpecOf(c client.Reader, run *tektonv1.PipelineRun) *tektonv1.PipelineSpec {
+	if run.Spec.PipelineSpec != nil || run.Spec.PipelineRef == nil {
+		return run.Spec.PipelineSpec
+	}
+	pl := &tektonv1.Pipeline{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: run.Namespace, Name: run.Spec.PipelineRef.Name}, pl); err != nil {
+		panic(fmt.Sprintf("the Pipeline run %s refers to: %v", run.Name, err))
+	}
+	return &pl.Spec
 }

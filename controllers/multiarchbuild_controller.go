@@ -42,6 +42,7 @@ import (
 // admission refuses that unless the writer may update the owner's finalizers.
 // +kubebuilder:rbac:groups=build.multiarch.io,resources=multiarchbuilds/finalizers,verbs=update
 // +kubebuilder:rbac:groups=tekton.dev,resources=pipelineruns,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=tekton.dev,resources=pipelines,verbs=get;list;create;delete
 // +kubebuilder:rbac:groups=tekton.dev,resources=taskruns,verbs=list;watch
 // PVCs: get reads a claim past the cache when its create says it exists
 // (is it ours?).
@@ -90,6 +91,7 @@ type MultiArchBuildReconciler struct {
 	clusterCfg         *clusterConfigSource
 	expect             expectations
 	accounts           knownAccounts
+	pipelines          knownPipelines
 	skipNameValidation bool
 	now                func() time.Time
 }

@@ -153,12 +153,38 @@ func TestCreateMakesWorkspaceAndPipelineRunOfTheGeneratedShape(t *testing.T) {
 	run := waitForRun(t, ns, b.Name)
 	b = getBuild(t, ns, b.Name)
 
-	want, err := pipeline.Generate(pipeline.Input{Build: b, Settings: settings.Default(), WorkspaceClaim: "htop-workspace"})
+	wantPipeline, want, err := pipeline.GenerateReferenced(pipeline.Input{Build: b, Settings: settings.Default(), WorkspaceClaim: "htop-workspace"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if d := cmp.Diff(want.Spec, run.Spec); d != "" {
-		t.Errorf("PipelineRun spec differs from pipeline.Generate (-want +got):\n%s", d)
+		t.Errorf("PipelineRun spec differs from pipeline.GenerateReferenced (-want +got):\n%s", d)
+	}
+	// The shared Pipeline it refers to: created, labelled, owned by no
+	// build (it serves every build of its shape in the namespace).
+	pl := &tektonv1.Pipeline{}
+	if err := adminClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: wantPipeline.Name}, pl); err != nil {
+		t.Fatalf("the shared Pipeline %s: %v", wantPipeline.Name, err)
+	}
+	if d := cmp.Diff(wantPipeline.Spec, pl.Spec); d != "" {
+		t.Errorf("Pipeline spec differs from pipeline.GenerateReferenced (-want +got):\n%s", d)
+	}
+	if pl.Labels[pipeline.LabelManagedBy] != pipeline.ManagedBy || len(pl.OwnerReferences) != 0 {
+		t.Errorf("Pipeline labels %v owners %v", pl.Labels, pl.OwnerReferences)
+	}
+	// A second build of the same shape refers to the same Pipeline, and
+	// creates none.
+	b2 := createBuild(t, newBuild(ns, "htop2"))
+	run2 := waitForRun(t, ns, b2.Name)
+	if run2.Spec.PipelineRef == nil || run2.Spec.PipelineRef.Name != pl.Name {
+		t.Errorf("second build's run refers to %+v, want %s", run2.Spec.PipelineRef, pl.Name)
+	}
+	pls := &tektonv1.PipelineList{}
+	if err := adminClient.List(ctx, pls, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	if len(pls.Items) != 1 {
+		t.Errorf("%d Pipelines in the namespace, want the one shared", len(pls.Items))
 	}
 	for k, v := range want.Labels {
 		if run.Labels[k] != v {

@@ -40,6 +40,12 @@ func (r *MultiArchBuildReconciler) observeRun(ctx context.Context, s *buildScope
 		if err := r.failFast(ctx, s, run); err != nil {
 			return err
 		}
+		if c := run.Status.GetCondition(apis.ConditionSucceeded); c != nil && c.Reason == tektonv1.PipelineRunReasonCouldntGetPipeline.String() {
+			// Its shared Pipeline was deleted under it: the next run creates
+			// it again.
+			ns := run.Namespace
+			r.pipelines.forget(func(k types.NamespacedName) bool { return k.Namespace == ns })
+		}
 		gen := s.build.Generation
 		if g, err := strconv.ParseInt(run.Labels[pipeline.LabelGeneration], 10, 64); err == nil {
 			gen = g // a run kept current by a refused retry may be of an older generation

@@ -106,7 +106,7 @@ func (r *MultiArchBuildReconciler) ensureRun(ctx context.Context, s *buildScope)
 	if err != nil || !ok {
 		return err // !ok: the configuration is bad; the outcome says where
 	}
-	run, err := pipeline.Generate(pipeline.Input{Build: s.build, Settings: cfg, WorkspaceClaim: storage.ClaimName(s.build), Retry: s.retry, Cluster: cluster})
+	shared, run, err := pipeline.GenerateReferenced(pipeline.Input{Build: s.build, Settings: cfg, WorkspaceClaim: storage.ClaimName(s.build), Retry: s.retry, Cluster: cluster})
 	if err != nil {
 		s.outcome.CreateErr, s.outcome.CreateReason = err, v1alpha1.ReasonInvalidSpec
 		return nil // the user must change the spec; the generation change re-queues
@@ -126,23 +126,33 @@ func (r *MultiArchBuildReconciler) ensureRun(ctx context.Context, s *buildScope)
 	if err := controllerutil.SetControllerReference(s.build, run, r.Scheme); err != nil {
 		return fmt.Errorf("own PipelineRun %s: %w", run.Name, err)
 	}
-	switch err := r.Client.Create(ctx, run); {
+	what := "create PipelineRun " + klog.KObj(run).String()
+	err = nil
+	if shared != nil {
+		if err = r.ensurePipeline(ctx, shared); err != nil {
+			what = "create Pipeline " + klog.KObj(shared).String() + " (the pipeline PipelineRun " + run.Name + " refers to)"
+		}
+	}
+	if err == nil {
+		err = r.Client.Create(ctx, run)
+	}
+	switch {
 	case apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
 		return err // the namespace is going away: Reconcile stops, no retry
 	case apierrors.IsAlreadyExists(err):
 		// Deterministic name: a run of this generation and token exists.
 	case apierrors.IsInvalid(err) || apierrors.IsForbidden(err) || apierrors.IsBadRequest(err):
-		s.outcome.CreateErr, s.outcome.CreateReason = fmt.Errorf("create PipelineRun %s: %w", run.Name, err), v1alpha1.ReasonRunCreateFailed
+		s.outcome.CreateErr, s.outcome.CreateReason = fmt.Errorf("%s: %w", what, err), v1alpha1.ReasonRunCreateFailed
 		if apierrors.IsForbidden(err) {
 			// RBAC, admission or a ResourceQuota: an admin can fix it, so
 			// look again later, with a growing delay.
-			c, _ := refusedCondition(v1alpha1.ConditionSucceeded, refuse("create PipelineRun "+klog.KObj(run).String(), err))
+			c, _ := refusedCondition(v1alpha1.ConditionSucceeded, refuse(what, err))
 			s.outcome.CreateErr, s.outcome.CreateReason = errors.New(c.Message), v1alpha1.ReasonForbidden
 			s.requeue(backoff(r.clock(), s.build.Status.Conditions, v1alpha1.ConditionSucceeded))
 		}
 		return nil
 	case err != nil:
-		return fmt.Errorf("create PipelineRun %s: %w", klog.KObj(run), err)
+		return fmt.Errorf("%s: %w", what, err)
 	default:
 		buildsStarted.Inc()
 		r.expect.add(s.build.Namespace, s.runName)

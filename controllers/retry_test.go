@@ -74,7 +74,7 @@ func retry(t *testing.T, b *v1alpha1.MultiArchBuild, token string) {
 
 func pipelineTasks(run *tektonv1.PipelineRun) []string {
 	var out []string
-	for _, pt := range run.Spec.PipelineSpec.Tasks {
+	for _, pt := range pipelineSpecOf(adminClient, run).Tasks {
 		out = append(out, pt.Name)
 	}
 	return out
@@ -82,7 +82,7 @@ func pipelineTasks(run *tektonv1.PipelineRun) []string {
 
 // indexEnv is an environment variable of the index step of a build task.
 func indexEnv(run *tektonv1.PipelineRun, task, name string) string {
-	for _, pt := range run.Spec.PipelineSpec.Tasks {
+	for _, pt := range pipelineSpecOf(adminClient, run).Tasks {
 		if pt.Name != task {
 			continue
 		}
