@@ -325,10 +325,14 @@ func archState(trs []tektonv1.TaskRun) (v1alpha1.PlatformState, string) {
 		return v1alpha1.PlatformWaiting, ""
 	}
 	done, running := 0, 0
+	cancelled := ""
 	for _, tr := range trs {
 		c := tr.Status.GetCondition(apis.ConditionSucceeded)
 		switch {
 		case c == nil:
+		case c.Status == corev1.ConditionFalse && c.Reason == tektonv1.TaskRunReasonCancelled.String():
+			// Stopped, not failed; a failure of the platform's other task wins.
+			cancelled = fmt.Sprintf("%s: %s", orDefault(tr.Labels["tekton.dev/pipelineTask"], tr.Name), failureMessage(tr, c))
 		case c.Status == corev1.ConditionFalse:
 			return v1alpha1.PlatformFailed, fmt.Sprintf("%s: %s", orDefault(tr.Labels["tekton.dev/pipelineTask"], tr.Name), failureMessage(tr, c))
 		case c.Status == corev1.ConditionTrue:
@@ -338,6 +342,8 @@ func archState(trs []tektonv1.TaskRun) (v1alpha1.PlatformState, string) {
 		}
 	}
 	switch {
+	case cancelled != "":
+		return v1alpha1.PlatformCancelled, cancelled
 	case done == len(trs):
 		return v1alpha1.PlatformBuilt, ""
 	case running > 0 || done > 0:

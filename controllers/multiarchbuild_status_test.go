@@ -317,6 +317,12 @@ func TestPlatformStatuses(t *testing.T) {
 		}, nil, nil, []v1alpha1.PlatformStatus{
 			{Platform: "linux/amd64", State: v1alpha1.PlatformWaiting},
 			{Platform: "linux/arm64", State: v1alpha1.PlatformFailed, Message: "build-arm64: Failed msg"}}},
+		{"a cancelled platform is Cancelled, the failed one Failed", run, []tektonv1.TaskRun{
+			taskRun("build-amd64", "amd64", corev1.ConditionFalse, tektonv1.TaskRunReasonCancelled.String(), "p1"),
+			taskRun("build-arm64", "arm64", corev1.ConditionFalse, "Failed", "p2"),
+		}, nil, nil, []v1alpha1.PlatformStatus{
+			{Platform: "linux/amd64", State: v1alpha1.PlatformCancelled, Message: "build-amd64: TaskRunCancelled msg"},
+			{Platform: "linux/arm64", State: v1alpha1.PlatformFailed, Message: "build-arm64: Failed msg"}}},
 		{"digests from the run results", done, []tektonv1.TaskRun{
 			taskRun("build-amd64", "amd64", corev1.ConditionTrue, "Succeeded", "p1"),
 			taskRun("build-arm64", "arm64", corev1.ConditionTrue, "Succeeded", "p2"),

@@ -397,15 +397,18 @@ const (
 )
 
 // PlatformState is the state of one architecture's build.
-// +kubebuilder:validation:Enum=Waiting;Building;Built;Failed
+// +kubebuilder:validation:Enum=Waiting;Building;Built;Failed;Cancelled
 type PlatformState string
 
-// The states of one platform's build.
+// The states of one platform's build. Cancelled: the platform did not fail,
+// it was stopped: another platform failed (the manifest list needs every
+// platform, so the operator cancels the run) or the run was cancelled.
 const (
-	PlatformWaiting  PlatformState = "Waiting"
-	PlatformBuilding PlatformState = "Building"
-	PlatformBuilt    PlatformState = "Built"
-	PlatformFailed   PlatformState = "Failed"
+	PlatformWaiting   PlatformState = "Waiting"
+	PlatformBuilding  PlatformState = "Building"
+	PlatformBuilt     PlatformState = "Built"
+	PlatformFailed    PlatformState = "Failed"
+	PlatformCancelled PlatformState = "Cancelled"
 )
 
 // MultiArchBuildStatus is what the operator observed.

@@ -75,7 +75,7 @@ func NeededArchsAt(b *v1alpha1.MultiArchBuild, runName RunNameFunc, o DemandOpti
 	done := map[v1alpha1.Platform]bool{}
 	if current {
 		for _, p := range b.Status.Platforms {
-			if p.State == v1alpha1.PlatformBuilt || p.State == v1alpha1.PlatformFailed {
+			if p.State == v1alpha1.PlatformBuilt || p.State == v1alpha1.PlatformFailed || p.State == v1alpha1.PlatformCancelled {
 				done[p.Platform] = true
 			}
 		}

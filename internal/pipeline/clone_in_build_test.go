@@ -266,4 +266,30 @@ func TestPrepareTwiceForOneRun(t *testing.T) {
 	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || st.Uid != 65532 {
 		t.Errorf(".started is %+v, want it handed to 65532", fi.Sys())
 	}
+	// What the index step (root) writes into the run's index directory,
+	// cleanup (the tool steps' user, no capability) must be able to remove:
+	// the directory is prepare's, handed over.
+	index := filepath.Join(shared, "runs", "app-1-abcde", "index")
+	if err := os.WriteFile(filepath.Join(index, "amd64"), []byte("x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustMkdir(t, filepath.Join(index, ".assembling"))
+	// 65532 must reach the volume and read the script.
+	for _, d := range []string{filepath.Dir(shared), shared} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cleanup := filepath.Join(shared, "cleanup.sh")
+	if err := os.WriteFile(cleanup, []byte(scriptCleanup), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(setpriv, "--reuid=65532", "--regid=0", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--", cleanup)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=/tmp", "RUNS_DIR=" + filepath.Join(shared, "runs"), "RUN_NAME=app-1-abcde"}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("cleanup as 65532: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(shared, "runs", "app-1-abcde")); !os.IsNotExist(err) {
+		t.Errorf("cleanup as 65532 left the run's directory (index written by root): %v", err)
+	}
 }

@@ -217,7 +217,7 @@ func TestNothingLeftOnTheVolume(t *testing.T) {
 			if c.SecurityContext == nil || c.SecurityContext.AllowPrivilegeEscalation == nil || *c.SecurityContext.AllowPrivilegeEscalation {
 				t.Errorf("pod %s container %s allows privilege escalation", p.Name, c.Name)
 			}
-			if sc := c.SecurityContext; c.Name != "step-build" && c.Name != "step-push" && c.Name != "step-preflight" &&
+			if sc := c.SecurityContext; c.Name != "step-build" && c.Name != "step-push" && c.Name != "step-preflight" && c.Name != "step-index" &&
 				(sc == nil || sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault) {
 				t.Errorf("pod %s container %s: no RuntimeDefault seccomp", p.Name, c.Name)
 			}
@@ -228,5 +228,5 @@ func TestNothingLeftOnTheVolume(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d build pods of %s: no ServiceAccount token, no privilege escalation, RuntimeDefault seccomp on the tool steps (buildah's build, preflight and push steps excepted: user namespaces)", len(pods.Items), third)
+	t.Logf("%d build pods of %s: no ServiceAccount token, no privilege escalation, RuntimeDefault seccomp on the tool steps (buildah's build, preflight, index and push steps excepted: user namespaces)", len(pods.Items), third)
 }

@@ -25,7 +25,10 @@ fail() { echo "prepare: ERROR: $*" >&2; step_failed "$*"; exit 1; }
 [[ "$TOOL_UID" =~ ^[0-9]+$ ]] || fail "TOOL_UID '$TOOL_UID' is not a user ID"
 
 run="$RUNS_DIR/$RUN_NAME"
-mkdir -p "$run/source" "$CACHE_DIR/npm" "$CACHE_DIR/m2"
+# index/: the build tasks' index steps (root) write their digests there;
+# made here, and handed over with the run, so that cleanup (a tool step)
+# may remove what they wrote.
+mkdir -p "$run/source" "$run/index" "$CACHE_DIR/npm" "$CACHE_DIR/m2"
 for arch in ${ARCHES:-}; do
   [[ "$arch" =~ ^[a-z0-9]+$ ]] || fail "refusing architecture '$arch'"
   mkdir -p "$run/arch/$arch"
