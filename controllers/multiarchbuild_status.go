@@ -289,8 +289,12 @@ func platformStatuses(build *v1alpha1.MultiArchBuild, run *tektonv1.PipelineRun,
 		if ps.Digest != "" {
 			ps.State = v1alpha1.PlatformBuilt
 		}
-		if ps.State == v1alpha1.PlatformWaiting && ps.Message == "" {
-			ps.Message = waiting[p]
+		if w := waiting[p]; w != "" && (ps.State == v1alpha1.PlatformWaiting || ps.State == v1alpha1.PlatformCancelled) {
+			// Why no node takes its pod (or why the run was cancelled for
+			// it) says more than "not scheduled yet" or Tekton's
+			// cancellation: the platform's TaskRun exists from the run's
+			// start when its task clones for itself.
+			ps.Message = w
 		}
 		out = append(out, ps)
 	}

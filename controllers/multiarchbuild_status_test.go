@@ -306,6 +306,17 @@ func TestPlatformStatuses(t *testing.T) {
 		}, nil, map[string]string{"amd64": "n1"}, []v1alpha1.PlatformStatus{
 			{Platform: "linux/amd64", State: v1alpha1.PlatformBuilding, NodeName: "n1"},
 			{Platform: "linux/arm64", State: v1alpha1.PlatformWaiting, Message: "the build pod is not scheduled yet"}}},
+		{"its TaskRun exists, no node for its pod: the capacity message, not \"not scheduled\"", run, []tektonv1.TaskRun{
+			taskRun("build-amd64", "amd64", corev1.ConditionUnknown, "Running", "p1"),
+			taskRun("build-arm64", "arm64", corev1.ConditionUnknown, "Pending", "p2"),
+		}, map[v1alpha1.Platform]string{v1alpha1.PlatformLinuxARM64: "Machine m: InvalidConfiguration"}, nil, []v1alpha1.PlatformStatus{
+			{Platform: "linux/amd64", State: v1alpha1.PlatformBuilding},
+			{Platform: "linux/arm64", State: v1alpha1.PlatformWaiting, Message: "Machine m: InvalidConfiguration"}}},
+		{"cancelled for capacity: Cancelled with the capacity message", run, []tektonv1.TaskRun{
+			taskRun("build-arm64", "arm64", corev1.ConditionFalse, tektonv1.TaskRunReasonCancelled.String(), ""),
+		}, map[v1alpha1.Platform]string{v1alpha1.PlatformLinuxARM64: "Machine m: InvalidConfiguration"}, nil, []v1alpha1.PlatformStatus{
+			{Platform: "linux/amd64", State: v1alpha1.PlatformWaiting},
+			{Platform: "linux/arm64", State: v1alpha1.PlatformCancelled, Message: "Machine m: InvalidConfiguration"}}},
 		{"NodeJS install done, build running: Building", run, []tektonv1.TaskRun{
 			taskRun("install-arm64", "arm64", corev1.ConditionTrue, "Succeeded", "p1"),
 			taskRun("build-arm64", "arm64", "", "", ""),
