@@ -83,15 +83,16 @@ func (r *MultiArchBuildReconciler) observeRun(ctx context.Context, s *buildScope
 	return nil
 }
 
-// failFast cancels a run one of whose tasks failed while others still run
-// (its cleanup still runs): the manifest list needs every platform, so the
-// platforms building side by side would only keep their nodes busy, and
-// Tekton itself lets running tasks finish. A preflight failure in the first
-// platform's task thus stops the others' builds at once, even those whose
-// pods still wait for a node. Once: a cancelled run is not patched again.
+// failFast cancels a run whose preflight step failed while other tasks
+// still run (its cleanup still runs): no platform of it can be used, and
+// Tekton itself lets running tasks finish, so the other platforms' builds,
+// even those whose pods still wait for a node, would only keep nodes busy.
+// Any other failure lets the other platforms finish: their images are what
+// a retry (build.multiarch.io/retry-failed) reuses. Once: a cancelled run is
+// not patched again.
 func (r *MultiArchBuildReconciler) failFast(ctx context.Context, s *buildScope, run *tektonv1.PipelineRun) error {
 	o := s.outcome
-	if !o.FailedOnItsOwn || o.FailedTaskName == pipeline.TaskCleanup || o.Pushed != nil || runFinished(run) || run.Spec.Status != "" {
+	if !o.FailedOnItsOwn || o.Pushed != nil || runFinished(run) || run.Spec.Status != "" || !preflightFailed(s.taskRuns) {
 		return nil
 	}
 	base := run.DeepCopy()
@@ -102,6 +103,25 @@ func (r *MultiArchBuildReconciler) failFast(ctx context.Context, s *buildScope, 
 	r.Recorder.Eventf(s.build, run, corev1.EventTypeWarning, "RunCancelled", "Cancel",
 		"cancelled PipelineRun %s: %s, and the manifest list needs every platform", run.Name, o.FailedTask)
 	return nil
+}
+
+// preflightFailed: the first step that failed in a failed TaskRun is the
+// preflight step (later steps of a failed TaskRun end in error too).
+func preflightFailed(taskRuns []tektonv1.TaskRun) bool {
+	for _, tr := range taskRuns {
+		if c := tr.Status.GetCondition(apis.ConditionSucceeded); c == nil || c.Status != corev1.ConditionFalse {
+			continue
+		}
+		for _, st := range tr.Status.Steps {
+			if t := st.Terminated; t != nil && t.ExitCode != 0 {
+				if st.Name == pipeline.StepPreflight || st.Container == "step-"+pipeline.StepPreflight {
+					return true
+				}
+				break
+			}
+		}
+	}
+	return false
 }
 
 // findNodes records the node each architecture was built on. Tekton does
