@@ -401,8 +401,8 @@ const (
 type PlatformState string
 
 // The states of one platform's build. Cancelled: the platform did not fail,
-// it was stopped: another platform failed (the manifest list needs every
-// platform, so the operator cancels the run) or the run was cancelled.
+// it was stopped: the run was cancelled (by the operator after a preflight
+// failure, for lack of a node, or by someone else).
 const (
 	PlatformWaiting   PlatformState = "Waiting"
 	PlatformBuilding  PlatformState = "Building"
