@@ -41,21 +41,13 @@ import (
 // delete: it creates a new one.
 func (r *MultiArchBuildReconciler) releaseBuilder(ctx context.Context, namespace string) error {
 	role, name := r.Settings.BuilderClusterRole, r.Settings.ServiceAccountName
-	if role == "" || name == "" {
-		// The operator manages no binding; the shared Pipelines still go.
-		builds := &v1alpha1.MultiArchBuildList{}
-		if err := r.Client.List(ctx, builds, client.InNamespace(namespace)); err != nil {
-			return fmt.Errorf("list MultiArchBuilds of namespace %s: %w", namespace, err)
-		}
-		if len(builds.Items) > 0 {
-			return nil
-		}
-		return r.releasePipelines(ctx, namespace)
-	}
+	manages := role != "" && name != ""
 	key := types.NamespacedName{Namespace: namespace, Name: name}
-	r.accounts.create.Lock()
-	defer r.accounts.create.Unlock()
-	r.accounts.forget(key)
+	if manages {
+		r.accounts.create.Lock()
+		defer r.accounts.create.Unlock()
+		r.accounts.forget(key)
+	}
 
 	builds := &v1alpha1.MultiArchBuildList{}
 	if err := r.Client.List(ctx, builds, client.InNamespace(namespace)); err != nil {
@@ -67,6 +59,9 @@ func (r *MultiArchBuildReconciler) releaseBuilder(ctx context.Context, namespace
 	}
 	if err := r.releasePipelines(ctx, namespace); err != nil {
 		return err
+	}
+	if !manages {
+		return nil // the operator manages no binding
 	}
 	rb := &rbacv1.RoleBinding{}
 	if err := r.APIReader.Get(ctx, key, rb); err != nil {

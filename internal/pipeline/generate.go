@@ -443,30 +443,29 @@ func (g *generator) addPreflight(pt *tektonv1.PipelineTask) {
 	ts.Steps = append(ts.Steps, g.preflightStep(g.runMount(mountSource, "source", true)))
 }
 
-func (g *generator) platformList() string {
+// builtPlatforms are the platforms this run builds, as strings.
+func (g *generator) builtPlatforms() []string {
 	var platforms []string
 	for _, pl := range g.p.built {
 		platforms = append(platforms, string(pl))
 	}
-	return strings.Join(platforms, ", ")
+	return platforms
 }
+
+func (g *generator) platformList() string { return strings.Join(g.builtPlatforms(), ", ") }
 
 // preflightStep reads the sources mounted by source at mountSource; its task
 // has the parameters CONTEXT_DIR, CONTAINERFILE and BUILD_ARGS and the
 // storage volume.
 func (g *generator) preflightStep(source corev1.VolumeMount) tektonv1.Step {
 	p := g.p
-	var platforms []string
-	for _, pl := range p.built {
-		platforms = append(platforms, string(pl))
-	}
 	return tektonv1.Step{
 		Name:   StepPreflight,
 		Image:  p.builderImage,
 		Script: scriptPreflight,
 		Args:   []string{"$(params." + paramBuildArgs + "[*])"},
 		Env: append([]corev1.EnvVar{
-			env("PLATFORMS", strings.Join(platforms, " ")),
+			env("PLATFORMS", strings.Join(g.builtPlatforms(), " ")),
 			env("SOURCE_DIR", mountSource),
 			env("CONTEXT_DIR", "$(params."+paramContextDir+")"),
 			env("CONTAINERFILE", "$(params."+paramContainerfile+")"),
