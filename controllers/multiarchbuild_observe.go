@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	tektonv1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
@@ -108,20 +109,30 @@ func (r *MultiArchBuildReconciler) failFast(ctx context.Context, s *buildScope, 
 // preflightFailed: the first step that failed in a failed TaskRun is the
 // preflight step (later steps of a failed TaskRun end in error too).
 func preflightFailed(taskRuns []tektonv1.TaskRun) bool {
-	for _, tr := range taskRuns {
+	for i := range taskRuns {
+		tr := &taskRuns[i]
 		if c := tr.Status.GetCondition(apis.ConditionSucceeded); c == nil || c.Status != corev1.ConditionFalse {
 			continue
 		}
-		for _, st := range tr.Status.Steps {
-			if t := st.Terminated; t != nil && t.ExitCode != 0 {
-				if st.Name == pipeline.StepPreflight || st.Container == "step-"+pipeline.StepPreflight {
-					return true
-				}
-				break
-			}
+		if firstFailedStep(tr) == pipeline.StepPreflight {
+			return true
 		}
 	}
 	return false
+}
+
+// firstFailedStep names the first step of a TaskRun that ended with a
+// non-zero exit code, "" while none did.
+func firstFailedStep(tr *tektonv1.TaskRun) string {
+	for _, st := range tr.Status.Steps {
+		if t := st.Terminated; t != nil && t.ExitCode != 0 {
+			if st.Name != "" {
+				return st.Name
+			}
+			return strings.TrimPrefix(st.Container, "step-")
+		}
+	}
+	return ""
 }
 
 // findNodes records the node each architecture was built on. Tekton does

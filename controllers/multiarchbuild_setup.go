@@ -221,7 +221,9 @@ func succeededOf(c *apis.Condition) [3]string {
 }
 
 // taskRunChanged passes a TaskRun's creation and the changes of its
-// Succeeded condition and pod name (the node where the architecture builds).
+// Succeeded condition, its pod name (the node where the architecture builds)
+// and its first failed step (failFast reads it; Tekton may report the steps
+// in a later status write than the condition).
 func taskRunChanged() predicate.TypedPredicate[*tektonv1.TaskRun] {
 	return predicate.TypedFuncs[*tektonv1.TaskRun]{
 		CreateFunc: func(e event.TypedCreateEvent[*tektonv1.TaskRun]) bool {
@@ -231,7 +233,8 @@ func taskRunChanged() predicate.TypedPredicate[*tektonv1.TaskRun] {
 		UpdateFunc: func(e event.TypedUpdateEvent[*tektonv1.TaskRun]) bool {
 			o, n := e.ObjectOld, e.ObjectNew
 			return succeededOf(o.Status.GetCondition(apis.ConditionSucceeded)) != succeededOf(n.Status.GetCondition(apis.ConditionSucceeded)) ||
-				o.Status.PodName != n.Status.PodName
+				o.Status.PodName != n.Status.PodName ||
+				firstFailedStep(o) != firstFailedStep(n)
 		},
 	}
 }
