@@ -277,6 +277,17 @@ func TestSucceededRunReportsDigestImageRevisionAndPlatforms(t *testing.T) {
 	addPod(t, ns, "pod-arm64", "node-arm")
 	addTaskRun(t, run, "build-amd64", "amd64", corev1.ConditionTrue, "Succeeded", "All Steps have completed executing", "pod-amd64")
 	addTaskRun(t, run, "build-arm64", "arm64", corev1.ConditionTrue, "Succeeded", "All Steps have completed executing", "pod-arm64")
+	// arm64 built nothing: its image was reused from the layer cache.
+	const record = "quay.io/nmasse_itix/htop-multiarch:image-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	eventually(t, "build-arm64's REUSED result", func() (bool, string) {
+		tr := &tektonv1.TaskRun{}
+		if err := adminClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: run.Name + "-build-arm64"}, tr); err != nil {
+			return false, err.Error()
+		}
+		tr.Status.Results = append(tr.Status.Results, tektonv1.TaskRunResult{Name: pipeline.ResultReused, Type: tektonv1.ResultsTypeString, Value: *tektonv1.NewStructuredValues(record)})
+		err := adminClient.Status().Update(ctx, tr)
+		return err == nil, fmt.Sprint(err)
+	})
 	const (
 		index = "sha256:1111111111111111111111111111111111111111111111111111111111111111"
 		amd   = "sha256:2222222222222222222222222222222222222222222222222222222222222222"
@@ -301,7 +312,9 @@ func TestSucceededRunReportsDigestImageRevisionAndPlatforms(t *testing.T) {
 	}
 	wantPlatforms := []v1alpha1.PlatformStatus{
 		{Platform: v1alpha1.PlatformLinuxAMD64, State: v1alpha1.PlatformBuilt, Digest: amd, NodeName: "node-x86"},
-		{Platform: v1alpha1.PlatformLinuxARM64, State: v1alpha1.PlatformBuilt, Digest: arm, NodeName: "node-arm"},
+		{Platform: v1alpha1.PlatformLinuxARM64, State: v1alpha1.PlatformBuilt, Digest: arm, NodeName: "node-arm",
+			Message: "not built again: the image of the same commit, build arguments and base images, recorded as " + record +
+				" in the layer cache (spec.output.layerCache), was reused"},
 	}
 	if d := cmp.Diff(wantPlatforms, st.Platforms, cmpopts.IgnoreFields(v1alpha1.PlatformStatus{}, "Timings")); d != "" {
 		t.Errorf("platforms (-want +got):\n%s", d)

@@ -288,6 +288,10 @@ func platformStatuses(build *v1alpha1.MultiArchBuild, run *tektonv1.PipelineRun,
 		}
 		if ps.Digest != "" {
 			ps.State = v1alpha1.PlatformBuilt
+			if rec := reusedRecord(arch, byArch[arch]); rec != "" {
+				ps.Message = "not built again: the image of the same commit, build arguments and base images, recorded as " + rec +
+					" in the layer cache (spec.output.layerCache), was reused"
+			}
 		}
 		if w := waiting[p]; w != "" && (ps.State == v1alpha1.PlatformWaiting || ps.State == v1alpha1.PlatformCancelled) {
 			// Why no node takes its pod (or why the run was cancelled for
@@ -321,6 +325,23 @@ func builtDigest(arch string, trs []tektonv1.TaskRun) string {
 }
 
 var digestRE = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
+
+// reusedRecord is the REUSED result of the platform's build TaskRun: the
+// layer cache's record of the image it reused instead of building, "" when
+// it built.
+func reusedRecord(arch string, trs []tektonv1.TaskRun) string {
+	for _, tr := range trs {
+		if tr.Labels["tekton.dev/pipelineTask"] != pipeline.BuildTaskName(arch) {
+			continue
+		}
+		for _, r := range tr.Status.Results {
+			if r.Name == pipeline.ResultReused {
+				return strings.TrimSpace(r.Value.StringVal)
+			}
+		}
+	}
+	return ""
+}
 
 // archState folds the TaskRuns of one architecture (a build task, and an
 // install task for NodeJS) into one state.

@@ -492,7 +492,8 @@ type PlatformStatus struct {
 	// nodeName is the node the architecture was built on.
 	// +optional
 	NodeName string `json:"nodeName,omitempty"`
-	// message explains a Waiting or Failed state.
+	// message explains a Waiting, Failed or Cancelled state, or why a
+	// Built platform was not built again (its image was reused).
 	// +optional
 	Message string `json:"message,omitempty"`
 	// nodeWait is how long this platform's run waited for a usable node

@@ -61,6 +61,11 @@ const (
 	// starts: seconds since the epoch. It splits the build step into the
 	// building and pushing phases of status.platforms[].timings.
 	ResultPushStarted = "PUSH_STARTED"
+	// ResultReused is written by build-<arch> when it built nothing but
+	// reused the image an earlier build of the same commit, build
+	// arguments and base images recorded in the layer cache: that record,
+	// cache-repository:image-<key>.
+	ResultReused = "REUSED"
 	// ResultIndexDigest and ResultIndexURL name the pushed manifest list in
 	// the build task that assembled it, "" in the others.
 	ResultIndexDigest = "INDEX_IMAGE_DIGEST"

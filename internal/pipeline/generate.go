@@ -52,6 +52,9 @@ const (
 	// ociDir is the build step's scratch directory for the compressed image
 	// on its way to the registry, on buildah's node-local volume.
 	ociDir = mountStorage + "/multiarch-build"
+	// basesFile is where preflight records the platform's base images by
+	// digest for the build step's image reuse (scripts/build.sh).
+	basesFile = ociDir + "/bases"
 )
 
 // Pipeline parameters: every value taken from the spec travels as a
@@ -440,7 +443,7 @@ func (g *generator) addPreflight(pt *tektonv1.PipelineTask) {
 		arrayParamSpec(paramBuildArgs, ""),
 	)
 	ts.Volumes = append(ts.Volumes, g.storageVolume())
-	ts.Steps = append(ts.Steps, g.preflightStep(g.runMount(mountSource, "source", true)))
+	ts.Steps = append(ts.Steps, g.preflightStep(g.runMount(mountSource, "source", true), g.builtPlatforms(), ""))
 }
 
 // builtPlatforms are the platforms this run builds, as strings.
@@ -454,23 +457,29 @@ func (g *generator) builtPlatforms() []string {
 
 func (g *generator) platformList() string { return strings.Join(g.builtPlatforms(), ", ") }
 
-// preflightStep reads the sources mounted by source at mountSource; its task
-// has the parameters CONTEXT_DIR, CONTAINERFILE and BUILD_ARGS and the
-// storage volume.
-func (g *generator) preflightStep(source corev1.VolumeMount) tektonv1.Step {
+// preflightStep reads the sources mounted by source at mountSource and checks
+// the base images of platforms; its task has the parameters CONTEXT_DIR,
+// CONTAINERFILE and BUILD_ARGS and the storage volume. With bases (a
+// platform), it also records that platform's base images by digest in the
+// storage volume for the build step's image reuse (basesFile).
+func (g *generator) preflightStep(source corev1.VolumeMount, platforms []string, bases v1alpha1.Platform) tektonv1.Step {
 	p := g.p
+	vars := []corev1.EnvVar{
+		env("PLATFORMS", strings.Join(platforms, " ")),
+		env("SOURCE_DIR", mountSource),
+		env("CONTEXT_DIR", "$(params."+paramContextDir+")"),
+		env("CONTAINERFILE", "$(params."+paramContainerfile+")"),
+		env("REGISTRY_AUTH_DIR", ""),
+	}
+	if bases != "" {
+		vars = append(vars, env("BASES_PLATFORM", string(bases)), env("BASES_FILE", basesFile))
+	}
 	return tektonv1.Step{
 		Name:   StepPreflight,
 		Image:  p.builderImage,
 		Script: scriptPreflight,
 		Args:   []string{"$(params." + paramBuildArgs + "[*])"},
-		Env: append([]corev1.EnvVar{
-			env("PLATFORMS", strings.Join(g.builtPlatforms(), " ")),
-			env("SOURCE_DIR", mountSource),
-			env("CONTEXT_DIR", "$(params."+paramContextDir+")"),
-			env("CONTAINERFILE", "$(params."+paramContainerfile+")"),
-			env("REGISTRY_AUTH_DIR", ""),
-		}, buildahEnv()...),
+		Env:    append(vars, buildahEnv()...),
 		VolumeMounts: []corev1.VolumeMount{
 			source,
 			{Name: volStorage, MountPath: mountStorage},
@@ -702,10 +711,26 @@ func (g *generator) buildTask(pl v1alpha1.Platform, after ...string) tektonv1.Pi
 		clone.Env = append(clone.Env, env("RUN_DIR", mountRun))
 		clone.VolumeMounts = append(clone.VolumeMounts, g.runDirMount())
 		pre := []tektonv1.Step{g.prepareStep(), clone}
-		if len(p.built) > 0 && p.built[0] == pl {
+		source := corev1.VolumeMount{Name: volSource, MountPath: mountSource, ReadOnly: true}
+		switch {
+		case len(p.built) > 0 && p.built[0] == pl:
 			// The first platform's task checks every platform's base images.
-			pre = append(pre, g.preflightStep(corev1.VolumeMount{Name: volSource, MountPath: mountSource, ReadOnly: true}))
+			pre = append(pre, g.preflightStep(source, g.builtPlatforms(), g.reuseKey(pl)))
 			description += fmt.Sprintf(" Before building, check that every image the Containerfile builds FROM offers %s.", g.platformList())
+		case g.reuseKey(pl) != "":
+			// The others, with the layer cache, read their own platform's
+			// base images by digest: the key of the image reuse.
+			pre = append(pre, g.preflightStep(source, []string{string(pl)}, pl))
+			description += fmt.Sprintf(" Before building, check that every image the Containerfile builds FROM offers %s.", pl)
+		}
+		if g.reuseKey(pl) != "" {
+			steps[0].Env = append(steps[0].Env,
+				env("BASES_FILE", basesFile),
+				env("COMMIT_FILE", "$(results."+ResultCommit+".path)"),
+				env("RESULT_REUSED", "$(results."+ResultReused+".path)"))
+			results = append(results, tektonv1.TaskResult{Name: ResultReused, Type: tektonv1.ResultsTypeString,
+				Description: "The layer cache's record of the image this task reused instead of building (same commit, build arguments and base images), else empty."})
+			description += " With the layer cache, an image built before from the same commit, build arguments and base images is reused without building."
 		}
 		steps = append(pre, steps...)
 		volumes = append(volumes, g.sourceVolume())
@@ -732,6 +757,16 @@ func (g *generator) buildTask(pl v1alpha1.Platform, after ...string) tektonv1.Pi
 			},
 		},
 	}
+}
+
+// reuseKey is pl when its build task keys its image for reuse: with the
+// layer cache, and for a Containerfile build that clones in its task (the
+// commit is then the whole build context); "" otherwise.
+func (g *generator) reuseKey(pl v1alpha1.Platform) v1alpha1.Platform {
+	if g.p.cacheRepo == "" || !g.cloneInBuild() {
+		return ""
+	}
+	return pl
 }
 
 // indexStep ends a build task: it publishes the platform's digest in the

@@ -1,7 +1,11 @@
 package pipeline
 
 import (
+	"context"
+	"encoding/json"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -44,8 +48,12 @@ func TestPreflightChecksEveryBaseImageOffersEveryPlatform(t *testing.T) {
 		// wantError: the run fails in preflight, its ERROR result holding
 		// these; empty: preflight passes.
 		wantError []string
+		// bases: the first platform's images, each with the platform whose
+		// entry's digest the bases file (the image reuse's key) records;
+		// nil: no bases file (no reuse). Only when preflight passes.
+		bases [][2]string
 	}{
-		{name: "a two-platform base passes", containerfile: "FROM " + multi + "\nRUN true\n"},
+		{name: "a two-platform base passes", containerfile: "FROM " + multi + "\nRUN true\n", bases: [][2]string{{multi, "linux/amd64"}}},
 		{
 			name:          "an amd64-only list fails naming the image and linux/arm64",
 			containerfile: "FROM " + multi + " AS ok\nFROM " + amd64List + "\nCOPY --from=ok /bin/busybox /bin/busybox\n",
@@ -60,21 +68,25 @@ func TestPreflightChecksEveryBaseImageOffersEveryPlatform(t *testing.T) {
 			name:          "the same single image passes for amd64 alone",
 			containerfile: "FROM " + single + ":amd64\n",
 			platforms:     []v1alpha1.Platform{v1alpha1.PlatformLinuxAMD64},
+			bases:         [][2]string{{single + ":amd64", "linux/amd64"}},
 		},
 		{
 			name: "scratch, earlier stages and unused stages pass",
 			containerfile: "# escape=\\\n# a comment\nFROM scratch AS empty\nFROM " + multi + " AS Base\n" +
 				"FROM " + amd64List + " AS unused\nRUN true\n" +
 				"FROM base AS middle\nCOPY --from=empty / /\nFROM middle\nCOPY --from=0 / /\n",
+			bases: [][2]string{{multi, "linux/amd64"}},
 		},
 		{
 			name:          "build args and ARG defaults resolve FROM",
 			containerfile: "ARG REGISTRY=nowhere.invalid\nARG REPO=base/multi\nARG TAG\nFROM ${REGISTRY}/$REPO:${TAG:-v0}\n",
 			buildArgs:     []v1alpha1.BuildArg{{Name: "REGISTRY", Value: reg.Host}, {Name: "TAG", Value: "v1"}},
+			bases:         [][2]string{{multi, "linux/amd64"}},
 		},
 		{
 			name:          "ARG TARGETARCH takes each platform's value",
 			containerfile: "ARG TARGETARCH\nARG BASE=" + single + ":${TARGETARCH}\nFROM \\\n  $BASE\n",
+			bases:         [][2]string{{single + ":amd64", "linux/amd64"}},
 		},
 		{
 			name:          "ARG-resolved FROM of an amd64-only image fails naming the resolved image",
@@ -85,6 +97,7 @@ func TestPreflightChecksEveryBaseImageOffersEveryPlatform(t *testing.T) {
 		{
 			name:          "a stage pinned with --platform needs that platform only",
 			containerfile: "FROM --platform=linux/amd64 " + amd64List + " AS tools\nFROM --platform=$TARGETPLATFORM " + multi + "\nCOPY --from=tools /bin/busybox /tools\n",
+			bases:         [][2]string{{amd64List, "linux/amd64"}, {multi, "linux/amd64"}},
 		},
 		{
 			name:          "COPY --from an image checks that image",
@@ -94,6 +107,16 @@ func TestPreflightChecksEveryBaseImageOffersEveryPlatform(t *testing.T) {
 		{
 			name:          "a heredoc's body is not read as instructions",
 			containerfile: "FROM " + multi + "\nRUN <<EOF\nFROM " + amd64List + "\nEOF\n",
+			bases:         [][2]string{{multi, "linux/amd64"}},
+		},
+		{
+			// The commit does not pin what a URL serves: no reuse.
+			name:          "ADD from a URL passes without a key",
+			containerfile: "FROM " + multi + "\nADD --chmod=644 https://example.invalid/tool.tgz /tool.tgz\n",
+		},
+		{
+			name:          "a FROM preflight cannot expand passes without a key",
+			containerfile: "ARG BASE=" + multi + "\nFROM ${BASE%:*}:v1\n",
 		},
 		{
 			// Not a verdict: buildah's manifest commands resolve less than
@@ -148,6 +171,7 @@ func TestPreflightChecksEveryBaseImageOffersEveryPlatform(t *testing.T) {
 				if r.failure != nil {
 					t.Fatalf("task %s failed: %s", r.failure.task, r.failure.results[ResultError])
 				}
+				checkBases(t, reg, filepath.Join(r.storageDirs[first], strings.TrimPrefix(basesFile, mountStorage+"/")), platforms[0], tc.bases)
 				return
 			}
 			f := r.failure
@@ -179,4 +203,67 @@ func TestPreflightChecksEveryBaseImageOffersEveryPlatform(t *testing.T) {
 			}
 		})
 	}
+}
+
+// checkBases compares the bases file preflight wrote (path) with want: one
+// line per image, the digests of its entries for the platform, as the
+// registry serves them; want nil: no file.
+func checkBases(t *testing.T, reg *registry.Registry, path string, pl v1alpha1.Platform, want [][2]string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if want == nil {
+		if err == nil {
+			t.Errorf("preflight wrote a bases file (image reuse) it must not write:\n%s", data)
+		} else if !os.IsNotExist(err) {
+			t.Error(err)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("no bases file for the image reuse: %v", err)
+	}
+	lines := []string{"multiarch-build bases v1 " + string(pl)}
+	var body []string
+	for _, w := range want {
+		body = append(body, w[0]+"\t"+w[1]+"\t"+platformDigests(t, reg, w[0], w[1]))
+	}
+	slices.Sort(body)
+	lines = append(lines, body...)
+	if got := strings.TrimSuffix(string(data), "\n"); got != strings.Join(lines, "\n") {
+		t.Errorf("bases file:\n%s\nwant:\n%s", got, strings.Join(lines, "\n"))
+	}
+}
+
+// platformDigests are the digests of ref's entries of platform's os/arch as
+// the registry serves ref (the manifest's own digest for a single image).
+func platformDigests(t *testing.T, reg *registry.Registry, ref, platform string) string {
+	t.Helper()
+	repo, tag, _ := strings.Cut(strings.TrimPrefix(ref, reg.Host+"/"), ":")
+	m, err := reg.Manifest(context.Background(), repo, tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var index struct {
+		Manifests []struct {
+			Digest   string `json:"digest"`
+			Platform struct {
+				OS           string `json:"os"`
+				Architecture string `json:"architecture"`
+			} `json:"platform"`
+		} `json:"manifests"`
+	}
+	if err := json.Unmarshal(m.Body, &index); err != nil {
+		t.Fatal(err)
+	}
+	if len(index.Manifests) == 0 {
+		return m.Digest
+	}
+	var out []string
+	for _, e := range index.Manifests {
+		if e.Platform.OS+"/"+e.Platform.Architecture == platform {
+			out = append(out, e.Digest)
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(out, ",")
 }

@@ -460,6 +460,7 @@ func TestScriptsLayerCache(t *testing.T) {
 		index  string
 		deps   map[string]string // arch -> /deps-id
 		app    map[string]string // arch -> /app.txt
+		reused map[string]string // arch -> the REUSED result
 		builds time.Duration     // build-<arch> tasks, summed
 	}
 	build := func(repo, commit, token string, cache *v1alpha1.LayerCacheSpec) result {
@@ -479,10 +480,11 @@ func TestScriptsLayerCache(t *testing.T) {
 		r := &localRunner{t: t, shared: t.TempDir(), clientEnv: reg.Env()}
 		res := r.run(pr)
 		idx := checkPushedIndex(t, reg, "test/cached", "v1", res, platforms)
-		out := result{index: res[ResultImageDigest], deps: map[string]string{}, app: map[string]string{}}
+		out := result{index: res[ResultImageDigest], deps: map[string]string{}, app: map[string]string{}, reused: map[string]string{}}
 		for _, pl := range platforms {
 			out.deps[pl.Arch()] = readImageFile(t, reg, "test/cached", idx[pl.Arch()], "deps-id")
 			out.app[pl.Arch()] = readImageFile(t, reg, "test/cached", idx[pl.Arch()], "app.txt")
+			out.reused[pl.Arch()] = r.taskResults[BuildTaskName(pl.Arch())][ResultReused]
 			out.builds += r.taskDurations[BuildTaskName(pl.Arch())]
 		}
 		return out
@@ -494,9 +496,31 @@ func TestScriptsLayerCache(t *testing.T) {
 	warm := build("public/cached.git", commitA, "2", inRepo)
 	changed := build("public/cached-b.git", commitB, "3", inRepo)
 	off := build("public/cached-b.git", commitB, "4", &v1alpha1.LayerCacheSpec{Mode: v1alpha1.LayerCacheDisabled})
-	t.Logf("build tasks (amd64 + arm64): cold cache %s, unchanged rebuild %s (%.2f x cold), app.txt changed %s, cache disabled %s",
+	// The base image's tag moves to a new image: the same commit builds again.
+	images.BuildBusyboxBase(t, images.NewStorage(t, reg.Env()...), base, []string{"linux/amd64", "linux/arm64"})
+	rebased := build("public/cached.git", commitA, "5", inRepo)
+	t.Logf("build tasks (amd64 + arm64): cold cache %s, unchanged rebuild %s (%.2f x cold), app.txt changed %s, cache disabled %s, base image moved %s",
 		cold.builds.Round(time.Millisecond), warm.builds.Round(time.Millisecond), warm.builds.Seconds()/cold.builds.Seconds(),
-		changed.builds.Round(time.Millisecond), off.builds.Round(time.Millisecond))
+		changed.builds.Round(time.Millisecond), off.builds.Round(time.Millisecond), rebased.builds.Round(time.Millisecond))
+
+	// The image reuse: the unchanged rebuild built nothing; every other
+	// build had a new key (commit, base image) or no cache.
+	for arch := range cold.deps {
+		if want := cacheRepo + ":image-"; !strings.HasPrefix(warm.reused[arch], want) {
+			t.Errorf("%s: the unchanged rebuild's REUSED = %q, want the record %s<key>: it built again", arch, warm.reused[arch], want)
+		}
+		for name, r := range map[string]result{"cold": cold, "app.txt changed": changed, "cache disabled": off, "base image moved": rebased} {
+			if r.reused[arch] != "" {
+				t.Errorf("%s: the %s build reused %s instead of building", arch, name, r.reused[arch])
+			}
+		}
+		if rebased.deps[arch] == cold.deps[arch] {
+			t.Errorf("%s: after the base image moved, /deps-id is still %s: built on the old base", arch, cold.deps[arch])
+		}
+	}
+	if warm.reused["amd64"] == warm.reused["arm64"] {
+		t.Errorf("amd64 and arm64 reused one record %s: the key must hold the platform", warm.reused["amd64"])
+	}
 
 	if cold.deps["amd64"] == cold.deps["arm64"] {
 		t.Errorf("amd64 and arm64 images share /deps-id %s: each architecture must build (and cache) its own layer", cold.deps["amd64"])

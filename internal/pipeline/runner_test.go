@@ -42,7 +42,9 @@ type localRunner struct {
 	extraPath     string                       // prepended to PATH (test stubs)
 	afterTask     func(task string)            // called after each task succeeds
 	taskDurations map[string]time.Duration
-	stepDurations map[string]time.Duration // "task/step"
+	taskResults   map[string]map[string]string // task -> result -> value, of the last run
+	storageDirs   map[string]string            // task -> host directory of its storage volume (mountStorage)
+	stepDurations map[string]time.Duration     // "task/step"
 	// allowFailure: a failing step does not fail the test; the run stops as
 	// Tekton's would (later steps and tasks skipped, finally tasks run) and
 	// failure says what failed.
@@ -95,6 +97,7 @@ func (r *localRunner) run(pr *tektonv1.PipelineRun) map[string]string {
 		runParams[p.Name] = p.Value
 	}
 	taskResults := map[string]map[string]string{}
+	r.taskResults = taskResults
 	spec := pr.Spec.PipelineSpec
 	finally := map[string]bool{}
 	for _, pt := range spec.Finally {
@@ -220,9 +223,16 @@ func (r *localRunner) runTask(pt tektonv1.PipelineTask, runParams map[string]tek
 		var mounts []mount
 		for _, vm := range step.VolumeMounts {
 			if vm.MountPath == mountStorage {
-				// buildah's emptyDir: a private storage for this task; paths
-				// under it (scratch directories) go to the storage's directory.
-				storage = images.NewStorage(t, r.clientEnv...)
+				// buildah's emptyDir: a private storage for this task, shared
+				// by its steps as an emptyDir is; paths under it (scratch
+				// directories) go to the storage's directory.
+				if storage == nil {
+					storage = images.NewStorage(t, r.clientEnv...)
+					if r.storageDirs == nil {
+						r.storageDirs = map[string]string{}
+					}
+					r.storageDirs[pt.Name] = filepath.Join(storage.Dir, "volume")
+				}
 				mounts = append(mounts, mount{mountStorage, filepath.Join(storage.Dir, "volume")})
 				mustMkdir(t, filepath.Join(storage.Dir, "volume"))
 				continue

@@ -23,8 +23,10 @@ const cacheContainerfile = "COPY deps.txt /deps.txt\n" +
 // default, in the output repository) on the cluster. A cold build, an
 // unchanged rebuild and a rebuild after a change to the sources only: the
 // slow dependency layer is built once per architecture and reused by both
-// rebuilds, which each build task pulls from the registry (its buildah
-// storage is an emptyDir, gone with the pod). Times are logged, not
+// rebuilds. The unchanged rebuild builds nothing: each build task finds the
+// image the cold build recorded for the same commit, arguments and base
+// images. The changed one pulls the dependency layer from the registry (its
+// buildah storage is an emptyDir, gone with the pod). Times are logged, not
 // asserted: the README quotes them.
 func TestLayerCacheRebuilds(t *testing.T) {
 	t.Parallel()
@@ -80,6 +82,12 @@ func TestLayerCacheRebuilds(t *testing.T) {
 	if warm.build.Status.Digest != cold.build.Status.Digest {
 		t.Errorf("unchanged rebuild pushed %s, the cold build %s: every layer is the same", warm.build.Status.Digest, cold.build.Status.Digest)
 	}
+	// Same commit, arguments and base images: no platform built again.
+	for _, p := range warm.build.Status.Platforms {
+		if !strings.Contains(p.Message, "not built again") {
+			t.Errorf("%s: the unchanged rebuild built again (message %q): the image reuse did not find the cold build's record", p.Platform, p.Message)
+		}
+	}
 
 	gitRepo(t, "e2e-cache", files("v2\n")) // a new commit on main: the sources only
 	changed := rebuild("app-changed", warm)
@@ -87,6 +95,11 @@ func TestLayerCacheRebuilds(t *testing.T) {
 		t.Fatalf("the third build built commit %s again", changed.build.Status.Revision)
 	}
 	after := read(changed)
+	for _, p := range changed.build.Status.Platforms {
+		if p.Message != "" {
+			t.Errorf("%s: the build of a new commit says %q: it must build, from the layer cache", p.Platform, p.Message)
+		}
+	}
 	for arch, id := range before.deps {
 		if after.deps[arch] != id {
 			t.Errorf("%s: a change to app.txt only rebuilt the dependency layer (/deps-id %s, was %s)", arch, after.deps[arch], id)

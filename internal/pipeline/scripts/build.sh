@@ -18,11 +18,17 @@
 #   OCI_DIR            scratch directory on the node-local volume
 #   CACHE_REPOSITORY   optional: registry/repository of the layer cache
 #                      (spec.output.layerCache); empty builds every layer
+#   BASES_FILE         optional, with CACHE_REPOSITORY: the base images of this
+#                      platform by digest (preflight.sh); with COMMIT_FILE, the
+#                      key of the image reuse below. Absent: no reuse.
+#   COMMIT_FILE        optional: the commit the sources are checked out at
 #   REGISTRY_AUTH_DIR  optional: mounted push Secret, with key .dockerconfigjson
 #                      (kubernetes.io/dockerconfigjson) or .dockercfg
 #   RESULT_IMAGE_DIGEST  file receiving the digest of the pushed image manifest
 #   RESULT_IMAGE_URL     file receiving REPOSITORY (Tekton Chains reads
 #                        IMAGE_URL@IMAGE_DIGEST)
+#   RESULT_REUSED      optional: file receiving the record of the image reused
+#                      instead of building (see below), empty when it built
 #   RESULT_PUSH_STARTED  optional: file receiving when the push started
 #                        (seconds since the epoch; the building/pushing split
 #                        of status.platforms[].timings)
@@ -98,6 +104,54 @@ if [[ -n "${CACHE_REPOSITORY:-}" ]]; then
   echo "build $PLATFORM: layer cache in $CACHE_REPOSITORY"
 fi
 
+# Image reuse, with the layer cache: an image is fully determined by the
+# commit (the Containerfile and every file it copies), the context, the
+# Containerfile's path, the build arguments, the platform and the digests of
+# the images it builds FROM; the layer cache reuses every layer of it then,
+# and --timestamp makes the result the same image, digest and all. So the
+# first build of such a key tags its image image-<sha256 of the key> in the
+# cache repository, and a later build of the same key reuses that image
+# without building (the pod's start, the clone and these reads are what is
+# left of a rebuild). A base image whose tag moved, another commit or
+# another argument is another key. What the layer cache does not key either
+# (what a RUN fetches from the network) is not keyed here; ADD from a URL
+# turns the reuse off (preflight.sh writes no BASES_FILE).
+reuse_tag=""
+[[ -z "${RESULT_REUSED:-}" ]] || : > "$RESULT_REUSED"
+if [[ -n "${CACHE_REPOSITORY:-}" && -n "${BASES_FILE:-}" && -s "$BASES_FILE" && -n "${COMMIT_FILE:-}" ]]; then
+  commit="$(cat -- "$COMMIT_FILE" 2>/dev/null)" || commit=""
+  if [[ "$commit" =~ ^[0-9a-f]{40}([0-9a-f]{24})?$ ]]; then
+    key="$({ printf '%s\0' "multiarch-build image key v1" "$PLATFORM" "$commit" "$SOURCE_DATE_EPOCH" \
+      "$CONTEXT_DIR" "$CONTAINERFILE" "$#" ${@+"$@"}; cat -- "$BASES_FILE"; } | sha256sum)"
+    reuse_tag="$CACHE_REPOSITORY:image-${key%% *}"
+  fi
+fi
+# reused_digest REF: the digest of the image REF names, or of the first
+# entry of the list it names, read from the registry (manifests and
+# configuration, no layer); fails when it cannot.
+reused_digest() {
+  local list="localhost/multiarch-build-reuse:${PLATFORM//\//-}" d
+  buildah manifest rm "$list" >/dev/null 2>&1 || true
+  buildah manifest create "$list" >/dev/null || return 1
+  buildah manifest add --all "$list" "docker://$1" >/dev/null 2>&1 || return 1
+  d="$(buildah manifest inspect "$list" | sed -n 's/^[[:space:]]*"digest": "\(sha256:[0-9a-f]\{64\}\)".*/\1/p' | head -n 1)"
+  buildah manifest rm "$list" >/dev/null 2>&1 || true
+  [[ -n "$d" ]] && printf '%s' "$d"
+}
+if [[ -n "$reuse_tag" ]]; then
+  [[ -z "$auth_file" ]] || export REGISTRY_AUTH_FILE="$auth_file"
+  if reused="$(reused_digest "$reuse_tag")" &&
+    { [[ "$CACHE_REPOSITORY" == "$REPOSITORY" ]] || [[ "$(reused_digest "$REPOSITORY@$reused")" == "$reused" ]]; }; then
+    [[ -z "${RESULT_PUSH_STARTED:-}" ]] || date +%s > "$RESULT_PUSH_STARTED"
+    printf '%s' "$reused" > "$RESULT_IMAGE_DIGEST"
+    printf '%s' "$REPOSITORY" > "$RESULT_IMAGE_URL"
+    [[ -z "${RESULT_REUSED:-}" ]] || printf '%s' "$reuse_tag" > "$RESULT_REUSED"
+    echo "build $PLATFORM: commit $commit, with the same Containerfile, build arguments and base images, was built before: reusing $REPOSITORY@$reused ($reuse_tag)"
+    exit 0
+  fi
+  echo "build $PLATFORM: no image for this commit, build arguments and base images in the layer cache yet: building"
+fi
+
 tag="localhost/multiarch-build:${PLATFORM//\//-}"
 echo "build $PLATFORM: building $CONTAINERFILE in $CONTEXT_DIR (timestamp $SOURCE_DATE_EPOCH)"
 # --timestamp: the image's creation time and the time of every file the
@@ -145,3 +199,17 @@ logged buildah manifest push --quiet --all --format oci --digestfile "$OCI_DIR/p
 printf '%s' "$digest" > "$RESULT_IMAGE_DIGEST"
 printf '%s' "$REPOSITORY" > "$RESULT_IMAGE_URL"
 echo "build $PLATFORM: pushed $REPOSITORY@$digest"
+
+# Record the image under its key for the next build of it (see above): the
+# one-entry list just pushed, tagged (buildah pushes an image from its oci:
+# layout only through a list). The cache is an optimisation: failing to
+# write it fails nothing.
+if [[ -n "$reuse_tag" ]]; then
+  rm -f "$OCI_DIR/reuse.digest"
+  if buildah manifest push --quiet --all --format oci --digestfile "$OCI_DIR/reuse.digest" "$list" "docker://$reuse_tag" 2>&1 &&
+    [[ "$(cat "$OCI_DIR/reuse.digest" 2>/dev/null)" == "$list_digest" ]]; then
+    echo "build $PLATFORM: recorded as $reuse_tag"
+  else
+    echo "build $PLATFORM: warning: could not record $digest as $reuse_tag; the next build of this commit builds again from the layer cache"
+  fi
+fi

@@ -35,6 +35,14 @@
 #   CONTEXT_DIR        build context, relative to SOURCE_DIR
 #   CONTAINERFILE      Containerfile, relative to the build context
 #   REGISTRY_AUTH_DIR  optional: a mounted pull Secret (.dockerconfigjson or .dockercfg)
+#   BASES_PLATFORM     optional: the platform whose base images BASES_FILE records
+#   BASES_FILE         optional: file receiving, for BASES_PLATFORM, every image
+#                      its build pulls with the digests of the entries for that
+#                      platform (IMAGE<TAB>PLATFORM<TAB>DIGEST[,DIGEST...], sorted,
+#                      after a header line). Written only when every such image
+#                      was read and the Containerfile adds nothing from a URL:
+#                      with the commit and the build arguments it is the key
+#                      under which build.sh reuses an image built before.
 #   RESULT_ERROR       file receiving why the step failed (see lib.sh)
 #   STORAGE_DRIVER, BUILDAH_ISOLATION: read by buildah itself (vfs, chroot)
 # Arguments: build arguments NAME=VALUE.
@@ -65,6 +73,8 @@ inside_sources "$containerfile" ||
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
+# No key unless this run writes one (a file left by another step is not).
+[[ -z "${BASES_FILE:-}" ]] || rm -f -- "$BASES_FILE"
 
 if [[ -n "${REGISTRY_AUTH_DIR:-}" ]]; then
   REGISTRY_AUTH_FILE="$(auth_file_of "$REGISTRY_AUTH_DIR" "$tmp")"
@@ -123,6 +133,7 @@ done < "$containerfile"
 # token: one shell-like word (quoted parts kept).
 token_re="^[[:space:]]*((\"([^\"\\\\]|\\\\.)*\"|'[^']*'|[^[:space:]\"']+)+)"
 global_args=()   # NAME or NAME=VALUE, in order
+remote_add=""    # where an ADD names a URL
 stage_names=() stage_bases=() stage_platforms=() stage_lines=() stage_froms=()
 for i in "${!lines[@]}"; do
   line="${lines[$i]}"
@@ -155,6 +166,13 @@ for i in "${!lines[@]}"; do
       ;;
     copy | add | run)
       ((${#stage_bases[@]} > 0)) || continue
+      if [[ "$instr" == add ]]; then
+        # ADD <url>: content the commit does not pin (no image reuse).
+        for w in ${words[@]+"${words[@]}"}; do
+          [[ "$w" != --* ]] || continue
+          if [[ "$w" =~ ^[\"\']?([A-Za-z][A-Za-z0-9+.-]*://|git@) ]]; then remote_add="line ${linenos[$i]}"; fi
+        done
+      fi
       for w in ${words[@]+"${words[@]}"}; do
         from=""
         case "$w" in
@@ -215,7 +233,7 @@ normalize() { local p="${1,,}"; [[ "$p" == */* ]] || p="linux/$p"; printf '%s' "
 
 # --- what each platform needs -----------------------------------------------------
 # needs: "image<TAB>platform<TAB>where" lines, deduplicated.
-declare -A needs=()
+declare -A needs=() key_needs=()
 skipped=()
 last=$((${#stage_bases[@]} - 1))
 for target in $PLATFORMS; do
@@ -276,6 +294,7 @@ for target in $PLATFORMS; do
       queue+=("$dep")
     elif [[ "${base,,}" != scratch ]]; then
       needs["$base"$'\t'"$want"$'\t'"$where"]=1
+      [[ "$target" != "${BASES_PLATFORM:-}" ]] || key_needs["$base"$'\t'"$want"]=1
     fi
     while read -r from fromline; do
       [[ -n "$from" ]] || continue
@@ -291,6 +310,7 @@ for target in $PLATFORMS; do
         skipped+=("--from=$from (line $fromline)")
       else
         needs["$from"$'\t'"$target"$'\t'"line $fromline"]=1
+        [[ "$target" != "${BASES_PLATFORM:-}" ]] || key_needs["$from"$'\t'"$target"]=1
       fi
     done <<< "${stage_froms[$s]}"
   done
@@ -299,18 +319,45 @@ done
 for sk in ${skipped[@]+"${skipped[@]}"}; do
   echo "preflight: not checked, left to the build: $sk"
 done
+
+# write_bases: BASES_FILE (see above), or nothing when an image is not
+# known by digest. Called once every check passed.
+write_bases() {
+  [[ -n "${BASES_FILE:-}" && -n "${BASES_PLATFORM:-}" ]] || return 0
+  local k image want out=""
+  if ((${#skipped[@]} > 0)); then
+    echo "preflight: no image reuse for $BASES_PLATFORM: not every image the build pulls is known here"
+    return 0
+  fi
+  if [[ -n "$remote_add" ]]; then
+    echo "preflight: no image reuse for $BASES_PLATFORM: ADD from a URL ($remote_add of $CONTAINERFILE), which the commit does not pin"
+    return 0
+  fi
+  for k in ${key_needs[@]+"${!key_needs[@]}"}; do
+    image="${k%%$'\t'*}" want="${k#*$'\t'}"
+    if ! offered "$image" || ! has "$want"; then
+      echo "preflight: no image reuse for $BASES_PLATFORM: $image is not known by digest for $want"
+      return 0
+    fi
+    out+="$image"$'\t'"$want"$'\t'"$MATCHED"$'\n'
+  done
+  mkdir -p -- "$(dirname -- "$BASES_FILE")"
+  { printf 'multiarch-build bases v1 %s\n' "$BASES_PLATFORM"; printf '%s' "$out" | LC_ALL=C sort; } > "$BASES_FILE.tmp"
+  mv -f -- "$BASES_FILE.tmp" "$BASES_FILE"
+}
 if ((${#needs[@]} == 0)); then
   echo "preflight: no image to check (FROM scratch or earlier stages only)"
+  write_bases
   exit 0
 fi
 
 # --- ask the registry ---------------------------------------------------------------
-# offered IMAGE: the platforms IMAGE offers, os/arch[/variant] per line, in
-# OFFERED; returns 1 when the image cannot be read.
+# offered IMAGE: the platforms IMAGE offers, os/arch[/variant]<TAB>digest
+# per line, in OFFERED; returns 1 when the image cannot be read.
 declare -A offered_cache=() unreadable=()
 list="localhost/multiarch-build-preflight:check"
 offered() {
-  local image="$1" line os="" arch="" variant="" in=0 out=""
+  local image="$1" line os="" arch="" variant="" digest="" in=0 out=""
   if [[ -n "${offered_cache[$image]+x}" ]]; then OFFERED="${offered_cache[$image]}"; return 0; fi
   [[ -z "${unreadable[$image]+x}" ]] || return 1
   buildah manifest rm "$list" >/dev/null 2>&1 || true
@@ -323,32 +370,40 @@ offered() {
   while IFS= read -r line; do
     line="${line#"${line%%[![:space:]]*}"}"
     case "$line" in
+      '"digest": "sha256:'*) digest="${line#'"digest": "'}" digest="${digest%%\"*}" ;;
       '"platform": {'*) in=1 os="" arch="" variant="" ;;
       '"architecture": "'*) arch="${line#'"architecture": "'}" arch="${arch%%\"*}" ;;
       '"os": "'*) os="${line#'"os": "'}" os="${os%%\"*}" ;;
       '"variant": "'*) variant="${line#'"variant": "'}" variant="${variant%%\"*}" ;;
-      '}'*) if ((in)); then out+="$os/$arch${variant:+/$variant}"$'\n'; in=0; fi ;;
+      '}'*) if ((in)); then out+="$os/$arch${variant:+/$variant}"$'\t'"$digest"$'\n'; in=0 digest=""; fi ;;
     esac
   done < <(buildah manifest inspect "$list")
   offered_cache[$image]="$out"
   OFFERED="$out"
 }
 
-# has OFFERED PLATFORM: arm64 with or without variant v8 are the same.
+# has PLATFORM: whether OFFERED has PLATFORM (arm64 with or without variant
+# v8 are the same); MATCHED: the digests of OFFERED's entries of its
+# os/architecture, sorted, comma separated.
 has() {
-  local want="$1" o w_os w_arch w_var o_os o_arch o_var rest
+  local want="$1" o d w_os w_arch w_var o_os o_arch o_var rest found=1
   w_os="${want%%/*}" rest="${want#*/}" w_arch="${rest%%/*}" w_var=""
   [[ "$rest" != */* ]] || w_var="${rest#*/}"
-  while IFS= read -r o; do
+  MATCHED=""
+  while IFS=$'\t' read -r o d; do
     [[ -n "$o" ]] || continue
     o_os="${o%%/*}" rest="${o#*/}" o_arch="${rest%%/*}" o_var=""
     [[ "$rest" != */* ]] || o_var="${rest#*/}"
     [[ "$o_os" == "$w_os" && "$o_arch" == "$w_arch" ]] || continue
+    # Every entry of the architecture, whatever its variant, is in MATCHED:
+    # which one buildah picks is buildah's business.
+    [[ -z "$d" ]] || MATCHED+="${MATCHED:+,}$d"
     if [[ -z "$w_var" || "$w_var" == "$o_var" || ("$w_arch" == arm64 && "${w_var}${o_var}" == v8) ]]; then
-      return 0
+      found=0
     fi
   done <<< "$OFFERED"
-  return 1
+  if [[ -n "$MATCHED" ]]; then MATCHED="$(tr , '\n' <<< "$MATCHED" | LC_ALL=C sort -u | paste -sd, -)"; fi
+  return "$found"
 }
 
 problems=()
@@ -369,7 +424,7 @@ while IFS=$'\t' read -r image want where; do
   if has "$want"; then
     echo "preflight: $image offers $want ($where)"
   else
-    have="$(printf '%s' "$OFFERED" | sort -u | paste -sd, -)"
+    have="$(printf '%s' "$OFFERED" | cut -f1 | sort -u | paste -sd, -)"
     problems+=("image $image ($where of $CONTAINERFILE) offers no $want image (it offers ${have:-no platform})")
   fi
 done < <(printf '%s\n' "${!needs[@]}" | sort -t $'\t' -k3,3V -k1,1 -k2,2)
@@ -383,3 +438,4 @@ if ((${#problems[@]} > 0)); then
   exit 1
 fi
 echo "preflight: every image offers what this run builds ($checked check(s) for $PLATFORMS)"
+write_bases
