@@ -29,9 +29,11 @@ run="$RUNS_DIR/$RUN_NAME"
 # made here, and handed over with the run, so that cleanup (a tool step)
 # may remove what they wrote.
 mkdir -p "$run/source" "$run/index" "$CACHE_DIR/npm" "$CACHE_DIR/m2"
+own=("$run" "$run/source" "$run/index")
 for arch in ${ARCHES:-}; do
   [[ "$arch" =~ ^[a-z0-9]+$ ]] || fail "refusing architecture '$arch'"
   mkdir -p "$run/arch/$arch"
+  own+=("$run/arch" "$run/arch/$arch")
 done
 # Every platform's build task of a Containerfile build runs prepare at the
 # same time. Root here has no DAC_OVERRIDE: once another prepare handed the
@@ -43,8 +45,10 @@ if [[ "$TOOL_UID" != 0 ]]; then
   handover() {
     chown "$@" || fail "cannot hand $* to user $TOOL_UID: a volume that forces its owner (an EFS access point?) needs the operator's --tool-steps-user=0"
   }
-  # The run's own tree, and runs/ itself, where cleanup deletes it.
-  handover -R "$TOOL_UID:0" "$run"
+  # What this step made (not recursively: another platform's task may be
+  # writing into the run's directory already, its clone's files coming and
+  # going under a walk), and runs/ itself, where cleanup deletes the run.
+  handover "$TOOL_UID:0" "${own[@]}" "$run/.started"
   handover "$TOOL_UID:0" "$RUNS_DIR"
   # The caches: only when they are not the user's yet (a large cache is
   # walked once, not on every run).
