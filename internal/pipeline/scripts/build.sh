@@ -126,22 +126,27 @@ if [[ -n "${CACHE_REPOSITORY:-}" && -n "${BASES_FILE:-}" && -s "$BASES_FILE" && 
     reuse_tag="$CACHE_REPOSITORY:image-${key%% *}"
   fi
 fi
-# reused_digest REF: the digest of the image REF names, or of the first
-# entry of the list it names, read from the registry (manifests and
-# configuration, no layer); fails when it cannot.
+# reused_digest REF: the digest of the first entry of the list REF names,
+# read from the registry (one manifest); fails when it cannot. buildah 1.28
+# reads a name it does not store from the registry, without docker://; a
+# buildah that does not fails, and the build builds.
 reused_digest() {
-  local list="localhost/multiarch-build-reuse:${PLATFORM//\//-}" d
-  buildah manifest rm "$list" >/dev/null 2>&1 || true
-  buildah manifest create "$list" >/dev/null || return 1
-  buildah manifest add --all "$list" "docker://$1" >/dev/null 2>&1 || return 1
-  d="$(buildah manifest inspect "$list" | sed -n 's/^[[:space:]]*"digest": "\(sha256:[0-9a-f]\{64\}\)".*/\1/p' | head -n 1)"
-  buildah manifest rm "$list" >/dev/null 2>&1 || true
+  local d
+  d="$(buildah manifest inspect "$1" 2>/dev/null | sed -n 's/^[[:space:]]*"digest": "\(sha256:[0-9a-f]\{64\}\)".*/\1/p' | head -n 1)" || return 1
   [[ -n "$d" ]] && printf '%s' "$d"
+}
+# in_repository DIGEST: whether REPOSITORY has the image DIGEST (a cache
+# repository of its own records images pushed to another output repository).
+# manifest inspect reads lists only: added to a list, the image is read.
+in_repository() {
+  local list="localhost/multiarch-build-reuse:${PLATFORM//\//-}"
+  buildah manifest create "$list" >/dev/null 2>&1 &&
+    buildah manifest add "$list" "docker://$REPOSITORY@$1" >/dev/null 2>&1
 }
 if [[ -n "$reuse_tag" ]]; then
   [[ -z "$auth_file" ]] || export REGISTRY_AUTH_FILE="$auth_file"
   if reused="$(reused_digest "$reuse_tag")" &&
-    { [[ "$CACHE_REPOSITORY" == "$REPOSITORY" ]] || [[ "$(reused_digest "$REPOSITORY@$reused")" == "$reused" ]]; }; then
+    { [[ "$CACHE_REPOSITORY" == "$REPOSITORY" ]] || in_repository "$reused"; }; then
     [[ -z "${RESULT_PUSH_STARTED:-}" ]] || date +%s > "$RESULT_PUSH_STARTED"
     printf '%s' "$reused" > "$RESULT_IMAGE_DIGEST"
     printf '%s' "$REPOSITORY" > "$RESULT_IMAGE_URL"

@@ -355,12 +355,15 @@ fi
 # offered IMAGE: the platforms IMAGE offers, os/arch[/variant]<TAB>digest
 # per line, in OFFERED; returns 1 when the image cannot be read.
 declare -A offered_cache=() unreadable=()
-list="localhost/multiarch-build-preflight:check"
+lists=0
 offered() {
   local image="$1" line os="" arch="" variant="" digest="" in=0 out=""
   if [[ -n "${offered_cache[$image]+x}" ]]; then OFFERED="${offered_cache[$image]}"; return 0; fi
   [[ -z "${unreadable[$image]+x}" ]] || return 1
-  buildah manifest rm "$list" >/dev/null 2>&1 || true
+  # A list per image, in the task's own (emptyDir) storage: no rm between
+  # two (each buildah run counts, under emulation most).
+  lists=$((lists + 1))
+  local list="localhost/multiarch-build-preflight:check-$lists"
   logged buildah manifest create "$list" >/dev/null
   # Reads the manifest (and, for a single image, its configuration), no layer.
   if ! logged buildah manifest add --all "$list" "docker://$image" >/dev/null; then
@@ -428,7 +431,6 @@ while IFS=$'\t' read -r image want where; do
     problems+=("image $image ($where of $CONTAINERFILE) offers no $want image (it offers ${have:-no platform})")
   fi
 done < <(printf '%s\n' "${!needs[@]}" | sort -t $'\t' -k3,3V -k1,1 -k2,2)
-buildah manifest rm "$list" >/dev/null 2>&1 || true
 
 if ((${#problems[@]} > 0)); then
   for p in "${problems[@]}"; do echo "preflight: ERROR: $p" >&2; done
