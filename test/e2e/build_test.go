@@ -419,8 +419,8 @@ func recordTimings(t *testing.T, res result) {
 			continue
 		}
 		s, e := tr.Status.StartTime.Time, tr.Status.CompletionTime.Time
-		lines = append(lines, fmt.Sprintf("  %-16s %4.0fs  (from +%.0fs to +%.0fs)", tr.Labels["tekton.dev/pipelineTask"],
-			e.Sub(s).Seconds(), s.Sub(first).Seconds(), e.Sub(first).Seconds()))
+		lines = append(lines, fmt.Sprintf("  %-16s %4.0fs  (from +%.0fs to +%.0fs)%s", tr.Labels["tekton.dev/pipelineTask"],
+			e.Sub(s).Seconds(), s.Sub(first).Seconds(), e.Sub(first).Seconds(), stepTimes(tr)))
 	}
 	// overhead: what the user waits for beyond the slowest architecture's
 	// build task (clone, preflight, push, pod starts, reconciles).
@@ -442,4 +442,25 @@ func recordTimings(t *testing.T, res result) {
 	}
 	defer f.Close()
 	fmt.Fprintf(f, "%s\n%s\n", head, strings.Join(lines, "\n"))
+}
+
+// stepTimes is where a TaskRun's time went: until its first step started
+// (the pod: scheduling, image pulls, Tekton's init containers), then each
+// step, in whole seconds as the kubelet reports container times.
+func stepTimes(tr tektonv1.TaskRun) string {
+	var parts []string
+	for i, st := range tr.Status.Steps {
+		t := st.Terminated
+		if t == nil {
+			continue
+		}
+		if i == 0 && tr.Status.StartTime != nil {
+			parts = append(parts, fmt.Sprintf("pod %.0fs", t.StartedAt.Sub(tr.Status.StartTime.Time).Seconds()))
+		}
+		parts = append(parts, fmt.Sprintf("%s %.0fs", st.Name, t.FinishedAt.Sub(t.StartedAt.Time).Seconds()))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return ": " + strings.Join(parts, ", ")
 }
