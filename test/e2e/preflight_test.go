@@ -23,9 +23,11 @@ import (
 )
 
 // A Containerfile FROM an image without arm64 fails in seconds, in the
-// preflight step of build-amd64 (the first platform's task), with a message
-// naming the image and linux/arm64; the operator cancels the run at once,
-// so build-arm64 never pushes an image. The image is the amd64 instance of the
+// preflight step of build-amd64 (the first platform's task, which checks
+// every platform) or of build-arm64 (which, with the layer cache, checks its
+// own), whichever gets there first, with a message naming the image and
+// linux/arm64; the operator cancels the run at once, so build-arm64 never
+// pushes an image. The image is the amd64 instance of the
 // cluster's base image, pushed by the test under its own tag (a single
 // image, no list), and named through a build argument (ARG-resolved FROM).
 func TestPreflightFailsOnABaseImageWithoutArm64(t *testing.T) {
@@ -76,10 +78,13 @@ func TestPreflightFailsOnABaseImageWithoutArm64(t *testing.T) {
 		t.Fatalf("Succeeded = %+v, want False", succ)
 	}
 	t.Logf("failed after %s: Succeeded=False reason=%s message=%q", wall.Round(100*time.Millisecond), succ.Reason, succ.Message)
-	for _, want := range []string{"task " + pipeline.BuildTaskName("amd64") + " failed: " + pipeline.StepPreflight + ":", amd64Only, "linux/arm64"} {
+	for _, want := range []string{" failed: " + pipeline.StepPreflight + ":", amd64Only, "linux/arm64"} {
 		if !strings.Contains(succ.Message, want) {
 			t.Errorf("Succeeded message %q lacks %q", succ.Message, want)
 		}
+	}
+	if !strings.Contains(succ.Message, "task "+pipeline.BuildTaskName("amd64")+" failed") && !strings.Contains(succ.Message, "task "+pipeline.BuildTaskName("arm64")+" failed") {
+		t.Errorf("Succeeded message %q names neither build task", succ.Message)
 	}
 	trs := &tektonv1.TaskRunList{}
 	if err := kc.List(ctx, trs, client.InNamespace(ns), client.MatchingLabels{"tekton.dev/pipelineRun": b.Status.LatestRun.Name}); err != nil {
@@ -99,7 +104,7 @@ func TestPreflightFailsOnABaseImageWithoutArm64(t *testing.T) {
 			t.Errorf("TaskRun %s succeeded: preflight must stop the run before an arm64 image is pushed", tr.Name)
 		}
 		for _, st := range tr.Status.Steps {
-			if task == pipeline.BuildTaskName("amd64") && st.Name == pipeline.StepPreflight && st.Terminated != nil {
+			if st.Name == pipeline.StepPreflight && st.Terminated != nil && st.Terminated.ExitCode != 0 {
 				preflight = st.Terminated.FinishedAt.Sub(st.Terminated.StartedAt.Time)
 			}
 		}
