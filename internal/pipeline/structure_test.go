@@ -38,7 +38,13 @@ func allTasks(pr *tektonv1.PipelineRun) []tektonv1.PipelineTask {
 func TestTasksAndTheirOrderForEachStrategy(t *testing.T) {
 	two := []v1alpha1.Platform{v1alpha1.PlatformLinuxAMD64, v1alpha1.PlatformLinuxARM64}
 	buildSteps := []string{"build", StepIndex}
-	cloneAndBuild := []string{"prepare", "clone", "build", StepIndex}
+	// With the layer cache (the default) every platform's task reads its own
+	// base images by digest (preflight), the key of the image reuse.
+	cloneAndBuild := []string{"prepare", "clone", StepPreflight, "build", StepIndex}
+	noCache := func(b *v1alpha1.MultiArchBuild) *v1alpha1.MultiArchBuild {
+		b.Spec.Output.LayerCache = &v1alpha1.LayerCacheSpec{Mode: v1alpha1.LayerCacheDisabled}
+		return b
+	}
 	for _, tc := range []struct {
 		name     string
 		build    *v1alpha1.MultiArchBuild
@@ -46,7 +52,7 @@ func TestTasksAndTheirOrderForEachStrategy(t *testing.T) {
 		steps    map[string][]string // task -> its steps
 	}{
 		{
-			name:  "Containerfile: arch builds in parallel at once, each cloning for itself, the first checking every base image, the last pushing the list",
+			name:  "Containerfile: arch builds in parallel at once, each cloning for itself, the first checking every base image, each keying its own, the last pushing the list",
 			build: withPlatforms(htopBuild(), two...),
 			runAfter: map[string][]string{
 				"build-amd64": nil,
@@ -55,6 +61,18 @@ func TestTasksAndTheirOrderForEachStrategy(t *testing.T) {
 			steps: map[string][]string{
 				"build-amd64": {"prepare", "clone", StepPreflight, "build", StepIndex},
 				"build-arm64": cloneAndBuild,
+			},
+		},
+		{
+			name:  "Containerfile without the layer cache: only the first platform's task runs preflight (no image reuse to key)",
+			build: noCache(withPlatforms(htopBuild(), two...)),
+			runAfter: map[string][]string{
+				"build-amd64": nil,
+				"build-arm64": nil,
+			},
+			steps: map[string][]string{
+				"build-amd64": {"prepare", "clone", StepPreflight, "build", StepIndex},
+				"build-arm64": {"prepare", "clone", "build", StepIndex},
 			},
 		},
 		{
