@@ -725,6 +725,7 @@ func (g *generator) buildTask(pl v1alpha1.Platform, after ...string) tektonv1.Pi
 		}
 		if g.reuseKey(pl) != "" {
 			steps[0].Env = append(steps[0].Env,
+				env("BUILDER_IMAGE", p.builderImage),
 				env("BASES_FILE", basesFile),
 				env("COMMIT_FILE", "$(results."+ResultCommit+".path)"),
 				env("RESULT_REUSED", "$(results."+ResultReused+".path)"))

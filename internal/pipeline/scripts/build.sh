@@ -22,6 +22,8 @@
 #                      platform by digest (preflight.sh); with COMMIT_FILE, the
 #                      key of the image reuse below. Absent: no reuse.
 #   COMMIT_FILE        optional: the commit the sources are checked out at
+#   BUILDER_IMAGE      optional: this step's image (another buildah may lay
+#                      out the same image differently: part of the key)
 #   REGISTRY_AUTH_DIR  optional: mounted push Secret, with key .dockerconfigjson
 #                      (kubernetes.io/dockerconfigjson) or .dockercfg
 #   RESULT_IMAGE_DIGEST  file receiving the digest of the pushed image manifest
@@ -106,8 +108,8 @@ fi
 
 # Image reuse, with the layer cache: an image is fully determined by the
 # commit (the Containerfile and every file it copies), the context, the
-# Containerfile's path, the build arguments, the platform and the digests of
-# the images it builds FROM; the layer cache reuses every layer of it then,
+# Containerfile's path, the build arguments, the platform, the builder image
+# and the digests of the images it builds FROM; the layer cache reuses every layer of it then,
 # and --timestamp makes the result the same image, digest and all. So the
 # first build of such a key tags its image image-<sha256 of the key> in the
 # cache repository, and a later build of the same key reuses that image
@@ -122,7 +124,7 @@ if [[ -n "${CACHE_REPOSITORY:-}" && -n "${BASES_FILE:-}" && -s "$BASES_FILE" && 
   commit="$(cat -- "$COMMIT_FILE" 2>/dev/null)" || commit=""
   if [[ "$commit" =~ ^[0-9a-f]{40}([0-9a-f]{24})?$ ]]; then
     key="$({ printf '%s\0' "multiarch-build image key v1" "$PLATFORM" "$commit" "$SOURCE_DATE_EPOCH" \
-      "$CONTEXT_DIR" "$CONTAINERFILE" "$#" ${@+"$@"}; cat -- "$BASES_FILE"; } | sha256sum)"
+      "${BUILDER_IMAGE:-}" "$CONTEXT_DIR" "$CONTAINERFILE" "$#" ${@+"$@"}; cat -- "$BASES_FILE"; } | sha256sum)"
     reuse_tag="$CACHE_REPOSITORY:image-${key%% *}"
   fi
 fi
