@@ -64,6 +64,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/multiarch-build/multiarch-build-operator/api/v1alpha1"
+	"github.com/multiarch-build/multiarch-build-operator/hack/bench/procstat"
 	plan "github.com/multiarch-build/multiarch-build-operator/internal/capacity"
 	"github.com/multiarch-build/multiarch-build-operator/internal/testenv"
 )
@@ -665,7 +666,7 @@ func (s *heapSampler) stop() { close(s.done) }
 
 func memNow(pid int, url string, builds int, heapPeak float64) memSample {
 	m, _ := scrapeManager(url)
-	return memSample{builds: builds, hwm: procStatusMiB(pid, "VmHWM"), rss: procStatusMiB(pid, "VmRSS"),
+	return memSample{builds: builds, hwm: procstat.StatusMiB(pid, "VmHWM"), rss: procstat.StatusMiB(pid, "VmRSS"),
 		heapInuse: m.heapInuse / (1 << 20), heapAlloc: m.heapAlloc / (1 << 20), heapInusePeak: max(heapPeak, m.heapInuse) / (1 << 20)}
 }
 

@@ -40,6 +40,7 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/multiarch-build/multiarch-build-operator/api/v1alpha1"
+	"github.com/multiarch-build/multiarch-build-operator/hack/bench/procstat"
 	"github.com/multiarch-build/multiarch-build-operator/internal/pipeline"
 	"github.com/multiarch-build/multiarch-build-operator/internal/testenv"
 )
@@ -449,26 +450,10 @@ func rssSplit(pid int) string {
 }
 
 func vmHWM(pid int) string {
-	if v := procStatusMiB(pid, "VmHWM"); v >= 0 {
+	if v := procstat.StatusMiB(pid, "VmHWM"); v >= 0 {
 		return fmt.Sprintf("%.1f MiB", v)
 	}
 	return "unknown"
-}
-
-// procStatusMiB is a kB field of /proc/PID/status (VmHWM, VmRSS, ...) in
-// MiB, or -1.
-func procStatusMiB(pid int, key string) float64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return -1
-	}
-	for _, l := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(l, key+":") {
-			kb, _ := strconv.Atoi(strings.Fields(l)[1])
-			return float64(kb) / 1024
-		}
-	}
-	return -1
 }
 
 // cpuTimes reads the CPU seconds of the manager and of the control plane
@@ -490,17 +475,6 @@ func cpuTimes(managerPid int) map[string]float64 {
 	return out
 }
 
-func procCPU(pid int) float64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(data[strings.LastIndex(string(data), ")")+2:]))
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100 // USER_HZ
-}
-
 func writeKubeconfig(cfg *rest.Config, path string) error {
 	kc := clientcmdapi.NewConfig()
 	kc.Clusters["envtest"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
@@ -508,4 +482,10 @@ func writeKubeconfig(cfg *rest.Config, path string) error {
 	kc.Contexts["envtest"] = &clientcmdapi.Context{Cluster: "envtest", AuthInfo: "admin"}
 	kc.CurrentContext = "envtest"
 	return clientcmd.WriteToFile(*kc, path)
+}
+
+// procCPU is pid's CPU seconds, 0 when it cannot be read.
+func procCPU(pid int) float64 {
+	v, _ := procstat.CPU(pid)
+	return v
 }

@@ -72,6 +72,8 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/multiarch-build/multiarch-build-operator/hack/bench/procstat"
 )
 
 const crdName = "multiarchbuilds.build.multiarch.io"
@@ -741,7 +743,7 @@ func controlPlanePids(bin string) (apiserver, etcd int, err error) {
 			continue
 		}
 		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-		if err != nil || ppid(pid) != self {
+		if err != nil || procstat.PPID(pid) != self {
 			continue
 		}
 		switch binaries[exe] {
@@ -757,41 +759,18 @@ func controlPlanePids(bin string) (apiserver, etcd int, err error) {
 	return apiserver, etcd, nil
 }
 
-// statFields are the fields of /proc/PID/stat after the command name:
-// [0] is the state (field 3 of proc(5)).
-func statFields(pid int) []string {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return nil
-	}
-	s := string(data)
-	return strings.Fields(s[strings.LastIndex(s, ")")+2:])
-}
-
-func ppid(pid int) int {
-	f := statFields(pid)
-	if len(f) < 2 {
-		return 0
-	}
-	p, _ := strconv.Atoi(f[1])
-	return p
-}
-
-// procCPU is utime+stime of pid in seconds.
-func procCPU(pid int) float64 {
-	f := statFields(pid)
-	if len(f) < 13 {
-		return math.NaN()
-	}
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100 // USER_HZ
-}
-
 func loadavg() string {
 	data, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
 		return "unknown"
 	}
 	return strings.Join(strings.Fields(string(data))[:3], " ")
+}
+
+// procCPU is utime+stime of pid in seconds, NaN when it cannot be read.
+func procCPU(pid int) float64 {
+	if v, ok := procstat.CPU(pid); ok {
+		return v
+	}
+	return math.NaN()
 }

@@ -67,6 +67,7 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/multiarch-build/multiarch-build-operator/api/v1alpha1"
+	"github.com/multiarch-build/multiarch-build-operator/hack/bench/procstat"
 	"github.com/multiarch-build/multiarch-build-operator/internal/pipeline"
 	"github.com/multiarch-build/multiarch-build-operator/internal/testenv"
 )
@@ -362,7 +363,7 @@ func runOne(o options, v variant, manager, swDir string, swCRDs []*apiextensions
 	if err != nil {
 		return res, err
 	}
-	res.rssWarmMiB = procStatusMiB(pid, "VmHWM")
+	res.rssWarmMiB = procstat.StatusMiB(pid, "VmHWM")
 	cpuBefore := cpuTimes(pid)
 
 	// Watch the runs appear (re-watching if the server ends the watch).
@@ -491,7 +492,7 @@ wait:
 		return res, err
 	}
 	cpuAfter := cpuTimes(pid)
-	res.rssMiB = procStatusMiB(pid, "VmHWM")
+	res.rssMiB = procstat.StatusMiB(pid, "VmHWM")
 	res.cpu = cpuAfter["controller"] - cpuBefore["controller"]
 	res.cpuTotal = cpuAfter["controller"]
 	res.cpuAPIServer = cpuAfter["kube-apiserver"] - cpuBefore["kube-apiserver"]
@@ -808,22 +809,6 @@ func writesByResource(ctx context.Context, cs *kubernetes.Clientset) (map[string
 	return out, sc.Err()
 }
 
-// procStatusMiB is a kB field of /proc/PID/status (VmHWM, VmRSS, ...) in
-// MiB, or -1.
-func procStatusMiB(pid int, key string) float64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return -1
-	}
-	for _, l := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(l, key+":") {
-			kb, _ := strconv.Atoi(strings.Fields(l)[1])
-			return float64(kb) / 1024
-		}
-	}
-	return -1
-}
-
 // cpuTimes reads the CPU seconds of the controller and of this process's
 // own kube-apiserver and etcd (its children: other work on the machine may
 // run its own).
@@ -839,32 +824,12 @@ func cpuTimes(pid int) map[string]float64 {
 		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p))
 		switch name := strings.TrimSpace(string(comm)); name {
 		case "kube-apiserver", "etcd":
-			if f := procStatFields(p); len(f) > 1 && f[1] == strconv.Itoa(self) {
+			if procstat.PPID(p) == self {
 				out[name] += procCPU(p)
 			}
 		}
 	}
 	return out
-}
-
-// procStatFields are the fields of /proc/PID/stat after the command name
-// (state, ppid, ...).
-func procStatFields(pid int) []string {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return nil
-	}
-	return strings.Fields(string(data[strings.LastIndex(string(data), ")")+2:]))
-}
-
-func procCPU(pid int) float64 {
-	f := procStatFields(pid)
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100 // USER_HZ
 }
 
 func writeKubeconfig(cfg *rest.Config, path string) error {
@@ -874,4 +839,10 @@ func writeKubeconfig(cfg *rest.Config, path string) error {
 	kc.Contexts["envtest"] = &clientcmdapi.Context{Cluster: "envtest", AuthInfo: "admin"}
 	kc.CurrentContext = "envtest"
 	return clientcmd.WriteToFile(*kc, path)
+}
+
+// procCPU is pid's CPU seconds, 0 when it cannot be read.
+func procCPU(pid int) float64 {
+	v, _ := procstat.CPU(pid)
+	return v
 }
