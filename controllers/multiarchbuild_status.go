@@ -308,17 +308,35 @@ func platformStatuses(build *v1alpha1.MultiArchBuild, run *tektonv1.PipelineRun,
 // builtDigest is the IMAGE_DIGEST result of the platform's succeeded build
 // TaskRun, "" without one.
 func builtDigest(arch string, trs []tektonv1.TaskRun) string {
-	for _, tr := range trs {
-		if tr.Labels["tekton.dev/pipelineTask"] != pipeline.BuildTaskName(arch) {
-			continue
+	tr := buildTaskRun(arch, trs)
+	if tr == nil {
+		return ""
+	}
+	if c := tr.Status.GetCondition(apis.ConditionSucceeded); c == nil || c.Status != corev1.ConditionTrue {
+		return ""
+	}
+	if d := taskResult(tr, pipeline.ResultImageDigest); digestRE.MatchString(d) {
+		return d
+	}
+	return ""
+}
+
+// buildTaskRun is the platform's build-<arch> TaskRun among trs, nil
+// without one.
+func buildTaskRun(arch string, trs []tektonv1.TaskRun) *tektonv1.TaskRun {
+	for i := range trs {
+		if trs[i].Labels["tekton.dev/pipelineTask"] == pipeline.BuildTaskName(arch) {
+			return &trs[i]
 		}
-		if c := tr.Status.GetCondition(apis.ConditionSucceeded); c == nil || c.Status != corev1.ConditionTrue {
-			return ""
-		}
-		for _, r := range tr.Status.Results {
-			if d := strings.TrimSpace(r.Value.StringVal); r.Name == pipeline.ResultImageDigest && digestRE.MatchString(d) {
-				return d
-			}
+	}
+	return nil
+}
+
+// taskResult is a TaskRun's string result name, trimmed; "" without it.
+func taskResult(tr *tektonv1.TaskRun, name string) string {
+	for _, r := range tr.Status.Results {
+		if r.Name == name {
+			return strings.TrimSpace(r.Value.StringVal)
 		}
 	}
 	return ""
@@ -330,15 +348,8 @@ var digestRE = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
 // layer cache's record of the image it reused instead of building, "" when
 // it built.
 func reusedRecord(arch string, trs []tektonv1.TaskRun) string {
-	for _, tr := range trs {
-		if tr.Labels["tekton.dev/pipelineTask"] != pipeline.BuildTaskName(arch) {
-			continue
-		}
-		for _, r := range tr.Status.Results {
-			if r.Name == pipeline.ResultReused {
-				return strings.TrimSpace(r.Value.StringVal)
-			}
-		}
+	if tr := buildTaskRun(arch, trs); tr != nil {
+		return taskResult(tr, pipeline.ResultReused)
 	}
 	return ""
 }
@@ -473,10 +484,8 @@ func taskRunsCommit(taskRuns []tektonv1.TaskRun) string {
 		if task != pipeline.TaskClone && !strings.HasPrefix(task, pipeline.BuildTaskName("")) {
 			continue
 		}
-		for _, r := range tr.Status.Results {
-			if v := strings.TrimSpace(r.Value.StringVal); r.Name == pipeline.ResultCommit && v != "" {
-				return v
-			}
+		if v := taskResult(&tr, pipeline.ResultCommit); v != "" {
+			return v
 		}
 	}
 	return ""
