@@ -712,18 +712,23 @@ func (g *generator) buildTask(pl v1alpha1.Platform, after ...string) tektonv1.Pi
 		clone.VolumeMounts = append(clone.VolumeMounts, g.runDirMount())
 		pre := []tektonv1.Step{g.prepareStep(), clone}
 		source := corev1.VolumeMount{Name: volSource, MountPath: mountSource, ReadOnly: true}
+		reuse := g.imageReuse()
+		var bases v1alpha1.Platform // the platform whose base images preflight records
+		if reuse {
+			bases = pl
+		}
 		switch {
 		case len(p.built) > 0 && p.built[0] == pl:
 			// The first platform's task checks every platform's base images.
-			pre = append(pre, g.preflightStep(source, g.builtPlatforms(), g.reuseKey(pl)))
+			pre = append(pre, g.preflightStep(source, g.builtPlatforms(), bases))
 			description += fmt.Sprintf(" Before building, check that every image the Containerfile builds FROM offers %s.", g.platformList())
-		case g.reuseKey(pl) != "":
+		case reuse:
 			// The others, with the layer cache, read their own platform's
 			// base images by digest: the key of the image reuse.
 			pre = append(pre, g.preflightStep(source, []string{string(pl)}, pl))
 			description += fmt.Sprintf(" Before building, check that every image the Containerfile builds FROM offers %s.", pl)
 		}
-		if g.reuseKey(pl) != "" {
+		if reuse {
 			steps[0].Env = append(steps[0].Env,
 				env("BUILDER_IMAGE", p.builderImage),
 				env("BASES_FILE", basesFile),
@@ -760,14 +765,11 @@ func (g *generator) buildTask(pl v1alpha1.Platform, after ...string) tektonv1.Pi
 	}
 }
 
-// reuseKey is pl when its build task keys its image for reuse: with the
-// layer cache, and for a Containerfile build that clones in its task (the
-// commit is then the whole build context); "" otherwise.
-func (g *generator) reuseKey(pl v1alpha1.Platform) v1alpha1.Platform {
-	if g.p.cacheRepo == "" || !g.cloneInBuild() {
-		return ""
-	}
-	return pl
+// imageReuse: the build tasks key their images for reuse, with the layer
+// cache, in a Containerfile build that clones in its tasks (the commit is
+// then the whole build context).
+func (g *generator) imageReuse() bool {
+	return g.p.cacheRepo != "" && g.cloneInBuild()
 }
 
 // indexStep ends a build task: it publishes the platform's digest in the

@@ -109,8 +109,9 @@ fi
 # Image reuse, with the layer cache: an image is fully determined by the
 # commit (the Containerfile and every file it copies), the context, the
 # Containerfile's path, the build arguments, the platform, the builder image
-# and the digests of the images it builds FROM; the layer cache reuses every layer of it then,
-# and --timestamp makes the result the same image, digest and all. So the
+# and the digests of the images it builds FROM; the layer cache reuses every
+# layer of it then, and --timestamp makes the result the same image, digest
+# and all. So the
 # first build of such a key tags its image image-<sha256 of the key> in the
 # cache repository, and a later build of the same key reuses that image
 # without building (the pod's start, the clone and these reads are what is
@@ -145,8 +146,8 @@ in_repository() {
   buildah manifest create "$list" >/dev/null 2>&1 &&
     buildah manifest add "$list" "docker://$REPOSITORY@$1" >/dev/null 2>&1
 }
+# (Read with the push Secret: exported with the layer cache above.)
 if [[ -n "$reuse_tag" ]]; then
-  [[ -z "$auth_file" ]] || export REGISTRY_AUTH_FILE="$auth_file"
   if reused="$(reused_digest "$reuse_tag")" &&
     { [[ "$CACHE_REPOSITORY" == "$REPOSITORY" ]] || in_repository "$reused"; }; then
     [[ -z "${RESULT_PUSH_STARTED:-}" ]] || date +%s > "$RESULT_PUSH_STARTED"
